@@ -1,0 +1,33 @@
+# The two set-up commands: `make serve` and `make test`. Each installs what it needs first.
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.hearth-installed
+
+.PHONY: serve test check install starter bench clean
+
+serve: starter
+	$(BIN)/hearth serve --model $$($(BIN)/hearth starter --print-id)
+
+test: starter
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	scripts/bootstrap.sh
+	touch $@
+
+# Fetches the starter model into the models directory (sha256-checked; a no-op when present).
+starter: install
+	$(BIN)/hearth starter
+
+bench: starter
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

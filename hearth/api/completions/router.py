@@ -1,0 +1,20 @@
+"""POST /v1/completions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from hearth.api.completions.protocol import Completion, CompletionRequest
+from hearth.api.deps import json_response, runtime
+from hearth.api.streaming import EventStreamResponse, cancel_on_disconnect
+
+router = APIRouter()
+
+
+@router.post("/v1/completions", response_model=Completion)
+async def create_completion(body: CompletionRequest, request: Request) -> Response:
+    result = await cancel_on_disconnect(request, runtime(request).completions.create(body))
+    if isinstance(result, Completion):
+        return json_response(result)
+    return EventStreamResponse(result)

@@ -1,0 +1,85 @@
+"""The one place errors become HTTP responses, always in OpenAI's error shape."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from hearth.api.streaming import error_body
+from hearth.errors import (
+    HearthError,
+    InvalidRequestError,
+    MethodNotAllowed,
+    NotFoundError,
+    RequestTooLarge,
+)
+
+log = logging.getLogger("hearth.api")
+
+
+def error_response(exc: HearthError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+
+
+def _param(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or None
+
+
+def validation_error(exc: RequestValidationError) -> InvalidRequestError:
+    """FastAPI's 422 becomes a 400 naming the first offending parameter."""
+    errors = list(exc.errors())
+    first: dict[str, Any] = dict(errors[0]) if errors else {}
+    if first.get("type") == "json_invalid":
+        detail = first.get("ctx", {}).get("error", "")
+        return InvalidRequestError(
+            f"the request body is not valid JSON: {detail}".strip(), code="invalid_json"
+        )
+    param = _param(tuple(first.get("loc", ())))
+    if first.get("type") == "missing":
+        message = f"missing required parameter '{param}'"
+    elif param:
+        message = f"invalid value for '{param}': {first.get('msg')}"
+    else:
+        message = str(first.get("msg", "invalid request"))
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return InvalidRequestError(message, param=param)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_hearth_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HearthError)
+        headers = {"retry-after": "5"} if exc.status_code == 503 else None
+        return error_response(exc, headers)
+
+    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(validation_error(exc))
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        err: HearthError
+        if exc.status_code == 404:
+            err = NotFoundError("no such route")
+        elif exc.status_code == 413:
+            err = RequestTooLarge("the request body is over the size limit")
+        elif exc.status_code == 405:
+            err = MethodNotAllowed("this route does not accept that HTTP method")
+        else:
+            err = HearthError(str(exc.detail))
+        return error_response(err, dict(exc.headers) if exc.headers else None)
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(HearthError("internal server error"))
+
+    app.add_exception_handler(HearthError, on_hearth_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

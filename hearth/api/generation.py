@@ -1,0 +1,125 @@
+"""What the OpenAI-style services share: sampling resolution, stop strings, usage, logprobs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+
+from hearth.api.protocol import (
+    ChatCompletionTokenLogprob,
+    CompletionUsage,
+    PromptTokensDetails,
+    SamplingRequest,
+    TopLogprob,
+)
+from hearth.engine.base import SamplingParams, TokenLogprob, Usage
+from hearth.errors import InvalidRequestError
+
+MAX_STOP = 16
+
+# The server's defaults when neither the request nor the model's GGUF says otherwise;
+# the same as llama.cpp's server, so outputs are comparable.
+SERVER_SAMPLING_DEFAULTS = SamplingParams()
+
+
+class KeepAlive:
+    """Yielded by service streams while a long prompt is read; HTTP sends an SSE comment."""
+
+    __slots__ = ()
+
+
+KEEP_ALIVE = KeepAlive()
+
+
+def resolve_sampling(
+    fields: SamplingRequest, model_defaults: Mapping[str, float | int], n_vocab: int
+) -> SamplingParams:
+    """Request value, else the model's recommendation (from its GGUF), else the server default."""
+    base = SERVER_SAMPLING_DEFAULTS
+
+    def pick(name: str, value: float | int | None) -> float:
+        if value is not None:
+            return value
+        if name in model_defaults:
+            return model_defaults[name]
+        return float(getattr(base, name))
+
+    return SamplingParams(
+        temperature=pick("temperature", fields.temperature),
+        top_p=pick("top_p", fields.top_p),
+        top_k=int(pick("top_k", fields.top_k)),
+        min_p=pick("min_p", fields.min_p),
+        repeat_penalty=pick("repeat_penalty", fields.repeat_penalty),
+        repeat_last_n=int(pick("repeat_last_n", fields.repeat_last_n)),
+        presence_penalty=pick("presence_penalty", fields.presence_penalty),
+        frequency_penalty=pick("frequency_penalty", fields.frequency_penalty),
+        seed=fields.seed,
+        logit_bias=parse_logit_bias(fields.logit_bias, n_vocab),
+    )
+
+
+def parse_logit_bias(
+    bias: Mapping[str, float] | None, n_vocab: int
+) -> tuple[tuple[int, float], ...]:
+    if not bias:
+        return ()
+    out = []
+    for key, value in bias.items():
+        try:
+            token = int(key)
+        except ValueError:
+            raise InvalidRequestError(
+                f"logit_bias keys must be token ids, got {key!r}", param="logit_bias"
+            ) from None
+        if not 0 <= token < n_vocab:
+            raise InvalidRequestError(
+                f"logit_bias token {token} is outside the vocabulary (0..{n_vocab - 1})",
+                param="logit_bias",
+            )
+        if not -100.0 <= value <= 100.0:
+            raise InvalidRequestError(
+                f"logit_bias values must be between -100 and 100, got {value}", param="logit_bias"
+            )
+        out.append((token, float(value)))
+    return tuple(out)
+
+
+def normalize_stop(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else list(stop)
+    if len(stops) > MAX_STOP:
+        raise InvalidRequestError(f"at most {MAX_STOP} stop strings are allowed", param="stop")
+    return [s for s in stops if s]
+
+
+def wire_usage(usage: Usage) -> CompletionUsage:
+    return CompletionUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.prompt_tokens + usage.completion_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens),
+    )
+
+
+def wire_logprobs(items: list[TokenLogprob]) -> list[ChatCompletionTokenLogprob]:
+    return [
+        ChatCompletionTokenLogprob(
+            token=lp.token,
+            logprob=lp.logprob,
+            bytes=lp.bytes,
+            top_logprobs=[
+                TopLogprob(token=t.token, logprob=t.logprob, bytes=t.bytes) for t in lp.top
+            ],
+        )
+        for lp in items
+    ]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())

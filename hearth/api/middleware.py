@@ -1,0 +1,112 @@
+"""Pure ASGI middleware: request ids, body size limit, API key. Pure ASGI so that streamed
+responses pass through untouched and without extra buffering."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hearth.api.streaming import error_body
+from hearth.errors import AuthenticationError, HearthError, RequestTooLarge
+
+
+async def _send_error(send: Send, exc: HearthError, extra: list[tuple[bytes, bytes]]) -> None:
+    body = json.dumps(error_body(exc)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send(
+        {"type": "http.response.start", "status": exc.status_code, "headers": headers + extra}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestIdMiddleware:
+    """Every response carries X-Request-Id: the client's own if it sent one, else a new one."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and 0 < len(value) <= 128:
+                request_id = value
+                break
+        if not request_id:
+            request_id = uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over the limit with 413, by Content-Length or by counting."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        error = RequestTooLarge(f"the request body is larger than {self.max_bytes} bytes")
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _send_error(send, error, [(b"connection", b"close")])
+                return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # Raised inside body parsing, it reaches the app's error handler as a 413.
+                    raise HTTPException(status_code=413)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class ApiKeyMiddleware:
+    """With an API key set, every route but /health needs `Authorization: Bearer <key>`."""
+
+    EXEMPT = frozenset({"/health"})
+
+    def __init__(self, app: ASGIApp, api_key: str):
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] == "OPTIONS"  # CORS preflights carry no credentials
+            or scope["path"] in self.EXEMPT
+        ):
+            await self.app(scope, receive, send)
+            return
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                given = value
+                break
+        if not hmac.compare_digest(given, self.expected):
+            err = AuthenticationError(
+                "missing or invalid API key: send it as 'Authorization: Bearer <key>'"
+            )
+            await _send_error(send, err, [(b"www-authenticate", b"Bearer")])
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,37 @@
+"""Models API wire models: OpenAI's Model object plus Hearth's details in one block."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from hearth.api.protocol import WireModel
+
+
+class ModelDetails(WireModel):
+    """Hearth's extension block: what the file is and whether it is in memory."""
+
+    status: Literal["loaded", "loading", "available", "invalid"]
+    error: str | None = None
+    file: str
+    size_bytes: int
+    quantization: str | None = None
+    architecture: str | None = None
+    parameters: int | None = None
+    context_length_trained: int | None = None
+    has_chat_template: bool | None = None
+
+
+class Model(WireModel):
+    id: str
+    created: int
+    object: Literal["model"] = "model"
+    owned_by: str = "local"
+    context_window: int
+    max_output_tokens: int
+    # -- Hearth extension --
+    hearth: ModelDetails
+
+
+class ModelList(WireModel):
+    object: Literal["list"] = "list"
+    data: list[Model]

@@ -1,0 +1,99 @@
+"""Server-sent events through a pure ASGI response that notices a client leaving.
+
+When the client disconnects, the stream's iterator is cancelled at once, which cancels the
+generation and frees its sequence within one decode step."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from hearth.api.generation import KeepAlive
+from hearth.errors import HearthError, RequestCancelled
+
+T = TypeVar("T")
+
+DONE = b"data: [DONE]\n\n"
+KEEP_ALIVE_COMMENT = b": keep-alive\n\n"
+
+
+def error_body(exc: HearthError) -> dict[str, Any]:
+    return {
+        "error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
+    }
+
+
+class EventStreamResponse(Response):
+    """text/event-stream of pydantic objects, ending with `data: [DONE]`."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, items: AsyncIterator[BaseModel | KeepAlive]):
+        # Not Response.__init__: that would declare a Content-Length for an empty body.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        self.items = items
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        sender = asyncio.ensure_future(self._send_items(send))
+        with contextlib.suppress(OSError):  # the socket went away mid-send
+            await _race(sender, receive)
+
+    async def _send_items(self, send: Send) -> None:
+        try:
+            async for item in self.items:
+                if isinstance(item, KeepAlive):
+                    body = KEEP_ALIVE_COMMENT
+                else:
+                    body = b"data: " + item.model_dump_json().encode() + b"\n\n"
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        except RequestCancelled:
+            return
+        except HearthError as exc:
+            event = b"data: " + json.dumps(error_body(exc)).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        finally:
+            aclose = getattr(self.items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await send({"type": "http.response.body", "body": DONE, "more_body": False})
+
+
+async def _watch_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _race(work: asyncio.Future[T], receive: Receive) -> T:
+    """Await work unless the client disconnects first; then cancel it and raise."""
+    watcher: asyncio.Future[None] = asyncio.ensure_future(_watch_disconnect(receive))
+    try:
+        tasks: list[asyncio.Future[Any]] = [work, watcher]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, watcher):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(work, watcher, return_exceptions=True)
+    if work.cancelled():
+        raise RequestCancelled("the client disconnected")
+    return work.result()
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Run work; if the client disconnects first, cancel it (and the generation behind it)."""
+    return await _race(asyncio.ensure_future(work), request.receive)

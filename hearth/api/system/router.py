@@ -1,0 +1,54 @@
+"""GET /health (for supervisors and sidecar parents) and GET /status (for people and the UI)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse
+
+from hearth import __version__
+from hearth.api.deps import runtime
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """503 while a model named at start-up is loading (or failed), 200 when ready."""
+    rt = runtime(request)
+    loaded = [m.entry.id for m in rt.models.loaded()]
+    failed = {m: rt.models.load_errors[m] for m in rt.preload if m in rt.models.load_errors}
+    if failed:
+        return JSONResponse({"status": "error", "errors": failed, "models": loaded}, 503)
+    if any(not rt.models.is_loaded(m) for m in rt.preload):
+        return JSONResponse({"status": "loading", "models": loaded}, 503)
+    return JSONResponse({"status": "ok", "models": loaded})
+
+
+@router.get("/status")
+async def status(request: Request) -> dict[str, Any]:
+    """Loaded models with each sequence's state, queue lengths and uptime."""
+    rt = runtime(request)
+    models = []
+    for m in rt.models.loaded():
+        st = m.engine.status()
+        models.append(
+            {
+                "id": m.entry.id,
+                "context_window": m.engine.info.ctx_size,
+                "parallel": len(st.slots),
+                "queued": st.queued,
+                "requests_served": st.requests_served,
+                "slots": [
+                    {"id": s.id, "state": s.state, "cached_tokens": s.cached_tokens}
+                    for s in st.slots
+                ],
+            }
+        )
+    return {
+        "version": __version__,
+        "uptime_seconds": round(time.time() - rt.started_at, 1),
+        "models": models,
+    }

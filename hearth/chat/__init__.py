@@ -1,0 +1,1 @@
+"""Chat prompts: rendering messages through the model's own template."""

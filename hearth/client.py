@@ -1,0 +1,111 @@
+"""The in-process library: what the HTTP server does, callable without HTTP.
+
+    async with Hearth(models_dir="~/models") as h:
+        reply = await h.chat.completions.create(model="smollm2-135m-instruct.q4_1",
+                                                messages=[{"role": "user", "content": "Hi"}])
+
+Return values are the same pydantic objects the server sends on the wire."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from hearth.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from hearth.api.completions.protocol import Completion, CompletionRequest
+from hearth.api.generation import KeepAlive
+from hearth.api.models.protocol import Model, ModelList
+from hearth.api.models.service import get_model, list_models
+from hearth.errors import InvalidRequestError
+from hearth.models.manager import EngineFactory
+from hearth.runtime import Runtime, build_runtime
+from hearth.settings import Settings, load_settings
+
+R = TypeVar("R", bound=BaseModel)
+T = TypeVar("T")
+
+
+def _request(cls: type[R], fields: dict[str, Any]) -> R:
+    try:
+        return cls.model_validate(fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = ".".join(str(p) for p in err["loc"]) or None
+        raise InvalidRequestError(
+            f"invalid value for '{param}': {err['msg']}", param=param
+        ) from None
+
+
+async def _without_keepalives(items: AsyncIterator[T | KeepAlive]) -> AsyncIterator[T]:
+    async for item in items:
+        if not isinstance(item, KeepAlive):
+            yield item
+
+
+class _ChatCompletions:
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+
+    async def create(self, **fields: Any) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+        """Same fields as POST /v1/chat/completions; stream=True gives an async iterator."""
+        result = await self._rt.chat.create(_request(ChatCompletionRequest, fields))
+        if isinstance(result, ChatCompletion):
+            return result
+        return _without_keepalives(result)
+
+
+class _Chat:
+    def __init__(self, rt: Runtime):
+        self.completions = _ChatCompletions(rt)
+
+
+class _Completions:
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+
+    async def create(self, **fields: Any) -> Completion | AsyncIterator[Completion]:
+        """Same fields as POST /v1/completions; stream=True gives an async iterator."""
+        result = await self._rt.completions.create(_request(CompletionRequest, fields))
+        if isinstance(result, Completion):
+            return result
+        return _without_keepalives(result)
+
+
+class _Models:
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+
+    def list(self) -> ModelList:
+        return list_models(self._rt)
+
+    def retrieve(self, model: str) -> Model:
+        return get_model(self._rt, model)
+
+
+class Hearth:
+    """A Hearth runtime in this process. Settings as for `hearth serve` (same names)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        factory: EngineFactory | None = None,
+        **fields: Any,
+    ):
+        self.settings = settings or load_settings(fields)
+        self.runtime = build_runtime(self.settings, factory)
+        self.chat = _Chat(self.runtime)
+        self.completions = _Completions(self.runtime)
+        self.models = _Models(self.runtime)
+
+    async def close(self) -> None:
+        """Unload every model and stop their worker threads."""
+        await self.runtime.models.close()
+
+    async def __aenter__(self) -> Hearth:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()

@@ -1,0 +1,168 @@
+"""The engine contract the HTTP layer and the library use; llama.cpp is one backend behind it."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+FinishReason = Literal["stop", "length"]
+
+DEFAULT_CTX_SIZE = 4096
+
+
+def resolve_ctx_size(requested: int | None, trained: int | None) -> int:
+    """Tokens one sequence may hold: as asked, else the trained context capped at 4096."""
+    return requested or min(DEFAULT_CTX_SIZE, trained or DEFAULT_CTX_SIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Resolved sampling settings for one sequence (no field is 'unset' here)."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """One generation: a tokenized prompt and how to continue it."""
+
+    prompt: list[int]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    n: int = 1
+    # None: no logprobs; k >= 0: the sampled token's logprob and the k most likely alternatives.
+    logprobs: int | None = None
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[TopLogprob]
+
+
+@dataclass(slots=True)
+class PromptProgress:
+    """Part of the prompt was read; lets streams send keep-alives during long prompts."""
+
+    processed: int
+    total: int
+
+
+@dataclass(slots=True)
+class TextDelta:
+    """New text for one choice (may cover several tokens, or part of one)."""
+
+    index: int
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass(slots=True)
+class ChoiceFinished:
+    index: int
+    finish_reason: FinishReason
+    completion_tokens: int
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+
+@dataclass(slots=True)
+class GenerationFinished:
+    """Always the last event of a successful generation."""
+
+    usage: Usage
+
+
+Event = PromptProgress | TextDelta | ChoiceFinished | GenerationFinished
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the API needs to know of a loaded model."""
+
+    id: str
+    path: str
+    n_ctx_train: int
+    ctx_size: int
+    n_vocab: int
+    n_params: int
+    size_bytes: int
+    architecture: str
+    description: str
+    chat_template: str | None
+    bos_token: str
+    eos_token: str
+    add_bos: bool
+    sampling_defaults: dict[str, float | int]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStatus:
+    id: int
+    state: Literal["idle", "prompt", "generating"]
+    cached_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    slots: list[SlotStatus]
+    queued: int
+    requests_served: int
+
+
+class Engine(abc.ABC):
+    """A loaded model that can generate. Backends set the capability attributes."""
+
+    supports_embeddings: bool = False
+    info: ModelInfo
+
+    @abc.abstractmethod
+    def check(self, request: GenerationRequest) -> GenerationRequest:
+        """Reject a request that cannot run (context, n) before any work; resolve max_tokens."""
+
+    @abc.abstractmethod
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        """Stream the events of one generation; cancelling the iteration cancels the work."""
+
+    @abc.abstractmethod
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        """Text to token ids; special-token text is parsed as special tokens."""
+
+    @abc.abstractmethod
+    def detokenize(self, tokens: list[int]) -> str:
+        """Token ids to text."""
+
+    @abc.abstractmethod
+    def status(self) -> EngineStatus:
+        """A snapshot of the engine's sequences and queue."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop the worker and free native memory; pending requests fail."""

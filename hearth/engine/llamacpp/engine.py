@@ -1,0 +1,179 @@
+"""LlamaCppEngine: the async face of one loaded GGUF model and its batch worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+
+from hearth.engine.base import (
+    Engine,
+    EngineStatus,
+    Event,
+    GenerationFinished,
+    GenerationRequest,
+    ModelInfo,
+    resolve_ctx_size,
+)
+from hearth.engine.llamacpp.native import NativeModel, default_threads
+from hearth.engine.llamacpp.worker import ContextConfig, Job, Worker
+from hearth.errors import ContextLengthExceeded, HearthError, InvalidRequestError
+
+_CACHE_TYPES = {
+    "f16": llama_cpp.GGML_TYPE_F16,
+    "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+    "q4_0": llama_cpp.GGML_TYPE_Q4_0,
+}
+_FLASH_ATTN = {
+    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
+# GGUF keys through which a model may recommend sampling defaults.
+_SAMPLING_KEYS = {
+    "temperature": ("general.sampling.temp", float),
+    "top_p": ("general.sampling.top_p", float),
+    "top_k": ("general.sampling.top_k", int),
+    "min_p": ("general.sampling.min_p", float),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How to load one model; built from Settings (and, later, per-model config)."""
+
+    ctx_size: int | None = None
+    parallel: int = 4
+    threads: int | None = None
+    threads_batch: int | None = None
+    batch_size: int = 512
+    ubatch_size: int = 512
+    gpu_layers: int = 0
+    flash_attn: str = "auto"
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    kv_unified: bool = True
+
+
+class LlamaCppEngine(Engine):
+    """A GGUF model served by a continuous-batching worker thread."""
+
+    def __init__(self, model_id: str, path: Path, options: EngineOptions):
+        self.model = NativeModel(path, gpu_layers=options.gpu_layers)
+        try:
+            n_ctx_train = self.model.n_ctx_train
+            ctx_size = resolve_ctx_size(options.ctx_size, n_ctx_train)
+            threads = options.threads or default_threads()
+            self.worker = Worker(
+                self.model,
+                ContextConfig(
+                    ctx_size=ctx_size,
+                    parallel=options.parallel,
+                    batch_size=options.batch_size,
+                    ubatch_size=options.ubatch_size,
+                    threads=threads,
+                    threads_batch=options.threads_batch or threads,
+                    flash_attn=_FLASH_ATTN[options.flash_attn],
+                    type_k=_CACHE_TYPES[options.cache_type_k],
+                    type_v=_CACHE_TYPES[options.cache_type_v],
+                    kv_unified=options.kv_unified,
+                ),
+            )
+        except BaseException:
+            self.model.close()
+            raise
+        self.parallel = options.parallel
+        self.info = ModelInfo(
+            id=model_id,
+            path=str(path),
+            n_ctx_train=n_ctx_train,
+            ctx_size=ctx_size,
+            n_vocab=self.model.n_vocab,
+            n_params=self.model.n_params(),
+            size_bytes=path.stat().st_size,
+            architecture=self.model.meta("general.architecture") or "unknown",
+            description=self.model.description(),
+            chat_template=self.model.chat_template(),
+            bos_token=self.model.token_text(self.model.bos),
+            eos_token=self.model.token_text(self.model.eos),
+            add_bos=self.model.add_bos,
+            sampling_defaults=self._sampling_defaults(),
+        )
+
+    def _sampling_defaults(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {}
+        for name, (key, kind) in _SAMPLING_KEYS.items():
+            raw = self.model.meta(key)
+            if raw is not None:
+                with contextlib.suppress(ValueError):  # a malformed hint is no hint
+                    out[name] = kind(raw)
+        return out
+
+    # -- Engine -------------------------------------------------------------------------------
+
+    def check(self, request: GenerationRequest) -> GenerationRequest:
+        """Reject what cannot run before any work is done; resolve max_tokens."""
+        ctx = self.info.ctx_size
+        n_prompt = len(request.prompt)
+        if n_prompt == 0:
+            raise InvalidRequestError("the prompt is empty", param="prompt")
+        if request.n > self.parallel:
+            raise InvalidRequestError(
+                f"n={request.n} is more than the {self.parallel} sequences this model decodes "
+                "together (--parallel)",
+                param="n",
+            )
+        if request.max_tokens is None:
+            if n_prompt >= ctx:
+                raise ContextLengthExceeded(
+                    f"This model's context is {ctx} tokens; the prompt has {n_prompt} tokens "
+                    "and leaves no room for output.",
+                    param="messages",
+                )
+            request.max_tokens = ctx - n_prompt
+        elif n_prompt + request.max_tokens > ctx:
+            raise ContextLengthExceeded(
+                f"This model's context is {ctx} tokens; the prompt has {n_prompt} tokens and "
+                f"max_tokens asks for {request.max_tokens} more ({n_prompt + request.max_tokens} "
+                "in all). Shorten the prompt or lower max_tokens.",
+                param="max_tokens",
+            )
+        return request
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        self.check(request)
+        job = Job(request, asyncio.get_running_loop())
+        self.worker.submit(job)
+        try:
+            while True:
+                event = await job.queue.get()
+                if isinstance(event, HearthError):
+                    raise event
+                yield event
+                if isinstance(event, GenerationFinished):
+                    return
+        finally:
+            # The caller stopped listening (disconnect, error, break): free the sequence.
+            if not job.finished:
+                job.cancelled = True
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        return self.model.tokenize(text, add_special=add_special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.model.detokenize(tokens)
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(
+            slots=self.worker.slot_status(),
+            queued=self.worker.queued(),
+            requests_served=self.worker.requests_served,
+        )
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.model.close()

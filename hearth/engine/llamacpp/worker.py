@@ -1,0 +1,504 @@
+"""The batch loop: one thread owns one llama context and decodes all its sequences together.
+
+Each step puts one token for every generating sequence, then prompt chunks of newly admitted
+requests, into one llama_batch (continuous batching). Requests arrive through an inbox; events
+go back to each request's asyncio queue, one event-loop wake-up per step."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import llama_cpp
+import numpy as np
+
+from hearth.engine.base import (
+    ChoiceFinished,
+    FinishReason,
+    GenerationFinished,
+    GenerationRequest,
+    PromptProgress,
+    SlotStatus,
+    TextDelta,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+from hearth.engine.detok import Utf8Stream
+from hearth.engine.llamacpp.native import NativeModel
+from hearth.engine.llamacpp.sampler import build_chain, free_chain, new_seed
+from hearth.engine.stops import StopMatcher
+from hearth.errors import EngineError, HearthError, RequestCancelled
+
+log = logging.getLogger("hearth.engine")
+
+
+class Job:
+    """One request inside the worker: its n choices and the channel back to its caller."""
+
+    __slots__ = (
+        "cached_tokens",
+        "cancelled",
+        "completion_tokens",
+        "finished",
+        "loop",
+        "open_choices",
+        "queue",
+        "request",
+    )
+
+    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
+        self.request = request
+        self.loop = loop
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        # Set from the event loop when the caller goes away; read by the worker every step.
+        self.cancelled = False
+        self.finished = False
+        self.cached_tokens = 0
+        self.completion_tokens = 0
+        self.open_choices = request.n
+
+
+class Slot:
+    """One llama.cpp sequence and, while busy, the choice of a job it decodes."""
+
+    __slots__ = (
+        "batch_idx",
+        "cached",
+        "decoder",
+        "index",
+        "job",
+        "max_tokens",
+        "n_generated",
+        "next_token",
+        "pending_logprobs",
+        "phase",
+        "prompt_pos",
+        "sampler",
+        "seq",
+        "stops",
+    )
+
+    def __init__(self, seq: int):
+        self.seq = seq
+        self.cached: list[int] = []  # tokens whose KV this sequence holds, positions 0..n-1
+        self.job: Job | None = None
+        self.phase: Literal["idle", "prompt", "follow", "generating"] = "idle"
+        self.index = 0
+        self.prompt_pos = 0
+        self.next_token = -1
+        self.batch_idx = -1
+        self.n_generated = 0
+        self.max_tokens = 0
+        self.sampler: Any = None
+        self.decoder = Utf8Stream()
+        self.stops = StopMatcher([])
+        self.pending_logprobs: list[TokenLogprob] = []
+
+
+@dataclass(frozen=True, slots=True)
+class ContextConfig:
+    ctx_size: int  # tokens one sequence may hold
+    parallel: int
+    batch_size: int
+    ubatch_size: int
+    threads: int
+    threads_batch: int
+    flash_attn: int
+    type_k: int
+    type_v: int
+    kv_unified: bool
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Worker:
+    """Owns the llama context; every native call on it happens on this thread."""
+
+    def __init__(self, model: NativeModel, cfg: ContextConfig):
+        self.model = model
+        self.cfg = cfg
+        self.ctx = model.new_context(
+            n_ctx=cfg.ctx_size * cfg.parallel,
+            n_batch=cfg.batch_size,
+            n_ubatch=min(cfg.ubatch_size, cfg.batch_size),
+            n_seq_max=cfg.parallel,
+            n_threads=cfg.threads,
+            n_threads_batch=cfg.threads_batch,
+            flash_attn_type=cfg.flash_attn,
+            type_k=cfg.type_k,
+            type_v=cfg.type_v,
+            kv_unified=cfg.kv_unified,
+            no_perf=True,
+        )
+        self.mem = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = llama_cpp.llama_batch_init(cfg.batch_size, 0, 1)
+        self.slots = [Slot(i) for i in range(cfg.parallel)]
+        self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.pending: deque[Job] = deque()
+        self.active: list[Job] = []
+        self.out: list[tuple[Job, Any]] = []
+        self.requests_served = 0
+        self.decode_seconds = 0.0
+        self.step_seconds = 0.0
+        self.steps = 0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="hearth-llama-worker", daemon=True)
+        self._thread.start()
+
+    # -- called from other threads ------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        self.inbox.put(job)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.inbox.put(None)
+        self._thread.join()
+        llama_cpp.llama_batch_free(self.batch)
+        for slot in self.slots:
+            free_chain(slot.sampler)
+            slot.sampler = None
+        llama_cpp.llama_free(self.ctx)
+        self.ctx = None
+
+    def slot_status(self) -> list[SlotStatus]:
+        out = []
+        for s in self.slots:
+            state: Literal["idle", "prompt", "generating"] = (
+                "idle" if s.job is None else "generating" if s.phase == "generating" else "prompt"
+            )
+            out.append(SlotStatus(id=s.seq, state=state, cached_tokens=len(s.cached)))
+        return out
+
+    def queued(self) -> int:
+        return len(self.pending) + self.inbox.qsize()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            if not (self.active or self.pending) and not self._accept(self.inbox.get()):
+                return
+            while True:
+                try:
+                    item = self.inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if not self._accept(item):
+                    return
+            try:
+                self._step()
+            except Exception as exc:  # a bug in the loop must not take the server down
+                log.exception("engine step failed")
+                for job in list(self.active):
+                    self._fail(job, EngineError(f"engine step failed: {exc}"), reset_kv=True)
+            self._flush()
+
+    def _accept(self, item: Job | None) -> bool:
+        if item is None:
+            self._shutdown()
+            return False
+        self.pending.append(item)
+        return True
+
+    def _shutdown(self) -> None:
+        err = RequestCancelled("the server is shutting down")
+        for job in [*self.active, *self.pending]:
+            self._fail(job, err, reset_kv=False)
+        self.pending.clear()
+        self._flush()
+
+    def _step(self) -> None:
+        t0 = time.perf_counter()
+        self._reap_cancelled()
+        self._admit()
+        n_tokens, to_sample, progressed = self._fill_batch()
+        if n_tokens == 0:
+            return
+        self.batch.n_tokens = n_tokens
+        t1 = time.perf_counter()
+        rc = llama_cpp.llama_decode(self.ctx, self.batch)
+        t2 = time.perf_counter()
+        if rc != 0:
+            self._decode_failed(rc, to_sample, progressed)
+            return
+        for slot in progressed:
+            job = slot.job
+            if job is not None:
+                self.out.append((job, PromptProgress(slot.prompt_pos, len(job.request.prompt))))
+        for slot in self._with_followers(to_sample):
+            if slot.job is None:
+                continue
+            try:
+                self._sample(slot)
+            except HearthError as exc:
+                self._fail(slot.job, exc, reset_kv=False)
+            except Exception as exc:
+                log.exception("sampling failed")
+                self._fail(slot.job, EngineError(str(exc)), reset_kv=True)
+        self.decode_seconds += t2 - t1
+        self.step_seconds += time.perf_counter() - t0
+        self.steps += 1
+
+    # -- admission ------------------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        while self.pending:
+            job = self.pending[0]
+            if job.cancelled:
+                self.pending.popleft()
+                self._fail(job, RequestCancelled("cancelled while queued"), reset_kv=False)
+                continue
+            free = [s for s in self.slots if s.job is None]
+            if len(free) < job.request.n:
+                return
+            self.pending.popleft()
+            self._place(job, free)
+
+    def _place(self, job: Job, free: list[Slot]) -> None:
+        req = job.request
+        prompt = req.prompt
+        primary = max(free, key=lambda s: common_prefix(s.cached, prompt))
+        keep = min(common_prefix(primary.cached, prompt), len(prompt) - 1)
+        keep = self._trim(primary, keep)
+        job.cached_tokens = keep
+        # Followers (n > 1) take the free slots whose caches are least worth keeping.
+        others = sorted((s for s in free if s is not primary), key=lambda s: len(s.cached))
+        chosen = [primary, *others[: req.n - 1]]
+        seed = req.sampling.seed if req.sampling.seed is not None else new_seed()
+        for index, slot in enumerate(chosen):
+            if slot is not primary:
+                self._trim(slot, 0)
+            slot.job = job
+            slot.index = index
+            slot.phase = "prompt" if slot is primary else "follow"
+            slot.prompt_pos = keep if slot is primary else 0
+            slot.n_generated = 0
+            slot.max_tokens = req.max_tokens or self.cfg.ctx_size - len(prompt)
+            slot.next_token = -1
+            slot.batch_idx = -1
+            free_chain(slot.sampler)
+            slot.sampler = build_chain(req.sampling, self.model.n_vocab, (seed + index) % 2**32)
+            slot.decoder = Utf8Stream()
+            slot.stops = StopMatcher(req.stop)
+            slot.pending_logprobs = []
+        self.active.append(job)
+
+    def _trim(self, slot: Slot, keep: int) -> int:
+        """Drop the slot's cached tokens past `keep`; returns how many really stay."""
+        if keep > 0 and self.model.n_swa > 0:
+            # A sliding-window cache forgets old positions; reuse only if the window is intact.
+            pos_min = llama_cpp.llama_memory_seq_pos_min(self.mem, slot.seq)
+            if pos_min > max(0, keep - self.model.n_swa):
+                keep = 0
+        if keep < len(slot.cached) and not llama_cpp.llama_memory_seq_rm(
+            self.mem, slot.seq, keep, -1
+        ):
+            keep = 0
+        if keep == 0:
+            llama_cpp.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
+        del slot.cached[keep:]
+        return keep
+
+    # -- one decode step -------------------------------------------------------------------------
+
+    def _fill_batch(self) -> tuple[int, list[Slot], list[Slot]]:
+        b = self.batch
+        tok, pos, nseq, seqs, logits = b.token, b.pos, b.n_seq_id, b.seq_id, b.logits
+        n = 0
+        to_sample: list[Slot] = []
+        for slot in self.slots:
+            if slot.phase == "generating" and slot.next_token >= 0:
+                tok[n] = slot.next_token
+                pos[n] = len(slot.cached)
+                nseq[n] = 1
+                seqs[n][0] = slot.seq
+                logits[n] = 1
+                slot.cached.append(slot.next_token)
+                slot.next_token = -1
+                slot.batch_idx = n
+                to_sample.append(slot)
+                n += 1
+        budget = self.cfg.batch_size - n
+        progressed: list[Slot] = []
+        for job in self.active:
+            if budget <= 0:
+                break
+            found = next((s for s in self.slots if s.job is job and s.phase == "prompt"), None)
+            if found is None:
+                continue
+            slot = found
+            prompt = job.request.prompt
+            start = slot.prompt_pos
+            take = min(budget, len(prompt) - start)
+            last = len(prompt) - 1
+            for i in range(start, start + take):
+                tok[n] = prompt[i]
+                pos[n] = i
+                nseq[n] = 1
+                seqs[n][0] = slot.seq
+                logits[n] = 1 if i == last else 0
+                n += 1
+            slot.cached.extend(prompt[start : start + take])
+            slot.prompt_pos = start + take
+            budget -= take
+            if slot.prompt_pos == len(prompt):
+                slot.batch_idx = n - 1
+                to_sample.append(slot)
+            else:
+                progressed.append(slot)
+        return n, to_sample, progressed
+
+    def _with_followers(self, to_sample: list[Slot]) -> list[Slot]:
+        """A finished prompt is shared with its job's other choices (n > 1): KV and logits."""
+        out = []
+        for primary in to_sample:
+            out.append(primary)
+            if primary.phase != "prompt":
+                continue
+            primary.phase = "generating"
+            for slot in self.slots:
+                if slot.job is primary.job and slot.phase == "follow":
+                    llama_cpp.llama_memory_seq_cp(self.mem, primary.seq, slot.seq, -1, -1)
+                    slot.cached = list(primary.cached)
+                    slot.batch_idx = primary.batch_idx
+                    slot.phase = "generating"
+                    out.append(slot)
+        return out
+
+    def _sample(self, slot: Slot) -> None:
+        job = slot.job
+        assert job is not None
+        req = job.request
+        token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, slot.batch_idx)
+        if not req.ignore_eos and self.model.is_eog(token):
+            self._finish(slot, "stop", flush=True)  # the end marker is not part of the output
+            return
+        slot.n_generated += 1
+        if req.logprobs is not None:
+            slot.pending_logprobs.append(self._logprob(slot.batch_idx, token, req.logprobs))
+        text = slot.decoder.feed(self.model.piece(token))
+        emit, stopped = slot.stops.feed(text) if text else ("", False)
+        if stopped:
+            slot.pending_logprobs = []  # the tokens that spelled the stop string are not output
+            if emit:
+                self.out.append((job, TextDelta(slot.index, emit)))
+            self._finish(slot, "stop", flush=False)
+            return
+        if emit:
+            lps = slot.pending_logprobs if req.logprobs is not None else None
+            slot.pending_logprobs = []
+            self.out.append((job, TextDelta(slot.index, emit, lps)))
+        if slot.n_generated >= slot.max_tokens or len(slot.cached) >= self.cfg.ctx_size:
+            self._finish(slot, "length", flush=True)
+            return
+        slot.next_token = token
+
+    def _logprob(self, idx: int, token: int, top_n: int) -> TokenLogprob:
+        ptr = llama_cpp.llama_get_logits_ith(self.ctx, idx)
+        logits = np.ctypeslib.as_array(
+            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.model.n_vocab,)
+        )
+        peak = float(logits.max())
+        log_z = peak + float(np.log(np.exp(logits - peak).sum()))
+        top: list[TopLogprob] = []
+        if top_n > 0:
+            ids = np.argpartition(logits, -top_n)[-top_n:]
+            ids = ids[np.argsort(-logits[ids])]
+            for t in ids.tolist():
+                piece = self.model.piece(t)
+                top.append(
+                    TopLogprob(
+                        piece.decode("utf-8", "replace"), float(logits[t]) - log_z, list(piece)
+                    )
+                )
+        piece = self.model.piece(token)
+        return TokenLogprob(
+            piece.decode("utf-8", "replace"), float(logits[token]) - log_z, list(piece), top
+        )
+
+    # -- endings ---------------------------------------------------------------------------------
+
+    def _finish(self, slot: Slot, reason: FinishReason, *, flush: bool) -> None:
+        job = slot.job
+        assert job is not None
+        if flush:
+            tail = slot.stops.flush() + slot.decoder.flush()
+            if tail or slot.pending_logprobs:
+                lps = slot.pending_logprobs if job.request.logprobs is not None else None
+                self.out.append((job, TextDelta(slot.index, tail, lps)))
+        self.out.append((job, ChoiceFinished(slot.index, reason, slot.n_generated)))
+        job.completion_tokens += slot.n_generated
+        self._release(slot)
+        job.open_choices -= 1
+        if job.open_choices == 0:
+            usage = Usage(len(job.request.prompt), job.completion_tokens, job.cached_tokens)
+            self.out.append((job, GenerationFinished(usage)))
+            job.finished = True
+            self.active.remove(job)
+            self.requests_served += 1
+
+    def _release(self, slot: Slot) -> None:
+        free_chain(slot.sampler)
+        slot.sampler = None
+        slot.job = None
+        slot.phase = "idle"
+        slot.next_token = -1
+        slot.batch_idx = -1
+        slot.pending_logprobs = []
+
+    def _fail(self, job: Job, error: HearthError, *, reset_kv: bool) -> None:
+        """End a job with an error. Its cached tokens stay reusable unless a decode failed."""
+        for slot in self.slots:
+            if slot.job is job:
+                if reset_kv:
+                    llama_cpp.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
+                    slot.cached.clear()
+                self._release(slot)
+        if job in self.active:
+            self.active.remove(job)
+        job.finished = True
+        self.out.append((job, error))
+
+    def _reap_cancelled(self) -> None:
+        for job in [j for j in self.active if j.cancelled]:
+            self._fail(job, RequestCancelled("the request was cancelled"), reset_kv=False)
+
+    def _decode_failed(self, rc: int, to_sample: list[Slot], progressed: list[Slot]) -> None:
+        reason = "no room left in the KV cache" if rc == 1 else f"llama_decode returned {rc}"
+        jobs = {id(s.job): s.job for s in [*to_sample, *progressed] if s.job is not None}
+        for job in jobs.values():
+            self._fail(job, EngineError(f"decoding failed: {reason}"), reset_kv=True)
+
+    def _flush(self) -> None:
+        if not self.out:
+            return
+        out, self.out = self.out, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Any]]] = {}
+        for item in out:
+            by_loop.setdefault(item[0].loop, []).append(item)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # the caller's loop is closed: nobody is listening
+                for job, _ in items:
+                    job.cancelled = True
+
+
+def _deliver(items: list[tuple[Job, Any]]) -> None:
+    for job, event in items:
+        job.queue.put_nowait(event)

@@ -1,0 +1,117 @@
+"""One error hierarchy. Each class carries its HTTP status and OpenAI error fields; the API
+renders them in one place (hearth.api.errors) and the CLI turns them into messages."""
+
+from __future__ import annotations
+
+
+class HearthError(Exception):
+    """Base of every error Hearth raises on purpose."""
+
+    status_code = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(HearthError):
+    """Settings or config file that cannot be used."""
+
+    code = "invalid_config"
+
+
+class InvalidRequestError(HearthError):
+    """The request is malformed or asks for something impossible."""
+
+    status_code = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ContextLengthExceeded(InvalidRequestError):
+    """Prompt plus requested output do not fit in a sequence's context."""
+
+    code = "context_length_exceeded"
+
+
+class RequestTooLarge(InvalidRequestError):
+    """The request body is over the size limit."""
+
+    status_code = 413
+    code = "request_too_large"
+
+
+class AuthenticationError(HearthError):
+    """Missing or wrong API key."""
+
+    status_code = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFoundError(HearthError):
+    """A route or resource that does not exist."""
+
+    status_code = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFoundError):
+    """No model with that id (never a silent fallback to another one)."""
+
+    code = "model_not_found"
+
+    def __init__(self, model: str):
+        super().__init__(f"The model '{model}' does not exist", param="model")
+
+
+class InvalidModelFile(HearthError):
+    """A model file that fails validation or cannot be loaded."""
+
+    status_code = 422
+    type = "invalid_request_error"
+    code = "invalid_model_file"
+
+
+class ModelLoading(HearthError):
+    """The model is loading and the request gave up waiting."""
+
+    status_code = 503
+    type = "server_error"
+    code = "model_loading"
+
+
+class ServiceUnavailable(HearthError):
+    """The server cannot take the request right now (shutting down, overloaded)."""
+
+    status_code = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+class EngineError(HearthError):
+    """llama.cpp failed while serving a request."""
+
+    code = "engine_error"
+
+
+class RequestCancelled(HearthError):
+    """The request was cancelled before it finished (client gone, or shutdown)."""
+
+    status_code = 499
+    type = "cancelled"
+    code = "cancelled"
+
+
+class MethodNotAllowed(HearthError):
+    """The route exists but not for this HTTP method."""
+
+    status_code = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"

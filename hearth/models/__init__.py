@@ -1,0 +1,1 @@
+"""Model files: the registry over the models directory, packaged models, loading."""

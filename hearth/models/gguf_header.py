@@ -1,0 +1,281 @@
+"""Read and validate a GGUF file's header without loading its weights.
+
+The `gguf` package supplies the format's tables (value types, quantization block sizes, file
+type names). Its reader parses every array element into numpy objects, which takes seconds
+on a tokenizer with 50k entries; this reader walks the same layout with bounded reads and checks
+every length and offset against the file before anything is handed to llama.cpp."""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gguf.constants import (
+    GGML_QUANT_SIZES,
+    GGUF_DEFAULT_ALIGNMENT,
+    GGUF_MAGIC,
+    GGMLQuantizationType,
+    GGUFValueType,
+    LlamaFileType,
+)
+
+from hearth.errors import InvalidModelFile
+
+MAX_TENSORS = 1 << 20
+MAX_KV = 1 << 16
+MAX_STRING = 1 << 26  # 64 MiB: chat templates are kilobytes, names are bytes
+MAX_ARRAY = 1 << 28
+MAX_DIMS = 4
+KEEP_ARRAY = 64  # arrays up to this length are kept in metadata; longer ones only counted
+
+_SCALARS: dict[int, struct.Struct] = {
+    GGUFValueType.UINT8: struct.Struct("<B"),
+    GGUFValueType.INT8: struct.Struct("<b"),
+    GGUFValueType.UINT16: struct.Struct("<H"),
+    GGUFValueType.INT16: struct.Struct("<h"),
+    GGUFValueType.UINT32: struct.Struct("<I"),
+    GGUFValueType.INT32: struct.Struct("<i"),
+    GGUFValueType.FLOAT32: struct.Struct("<f"),
+    GGUFValueType.BOOL: struct.Struct("<?"),
+    GGUFValueType.UINT64: struct.Struct("<Q"),
+    GGUFValueType.INT64: struct.Struct("<q"),
+    GGUFValueType.FLOAT64: struct.Struct("<d"),
+}
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+class GGUFError(InvalidModelFile):
+    """The file is not a GGUF llama.cpp can safely read."""
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    ggml_type: int
+    offset: int  # from the start of the data section
+    n_bytes: int
+
+    @property
+    def n_elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(slots=True)
+class GGUFHeader:
+    path: Path
+    version: int
+    file_size: int
+    data_offset: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    array_lengths: dict[str, int] = field(default_factory=dict)
+    tensors: list[TensorInfo] = field(default_factory=list)
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", "unknown"))
+
+    @property
+    def context_length(self) -> int | None:
+        value = self.metadata.get(f"{self.architecture}.context_length")
+        return int(value) if isinstance(value, int) else None
+
+    @property
+    def n_params(self) -> int:
+        return sum(t.n_elements for t in self.tensors)
+
+    @property
+    def chat_template(self) -> str | None:
+        value = self.metadata.get("tokenizer.chat_template")
+        return value if isinstance(value, str) else None
+
+    @property
+    def quantization(self) -> str:
+        """Like llama.cpp names it: Q4_K_M, Q8_0, F16... from general.file_type when present."""
+        ftype = self.metadata.get("general.file_type")
+        if isinstance(ftype, int):
+            try:
+                return LlamaFileType(ftype).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+            except ValueError:
+                pass
+        counts = Counter(t.ggml_type for t in self.tensors if len(t.shape) >= 2)
+        if not counts:
+            return "unknown"
+        try:
+            return GGMLQuantizationType(counts.most_common(1)[0][0]).name
+        except ValueError:
+            return "unknown"
+
+    @property
+    def split(self) -> tuple[int, int] | None:
+        """(index, count) for one file of a split model, else None."""
+        count = self.metadata.get("split.count")
+        if isinstance(count, int) and count > 1:
+            return int(self.metadata.get("split.no", 0)), count
+        return None
+
+
+class _Cursor:
+    """Bounded reads over the mapped file: every read checks it stays inside."""
+
+    __slots__ = ("buf", "pos", "size")
+
+    def __init__(self, buf: mmap.mmap, size: int):
+        self.buf = buf
+        self.size = size
+        self.pos = 0
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise GGUFError(
+                f"file is truncated: {what} needs {n} bytes at offset {self.pos}, "
+                f"file has {self.size}"
+            )
+
+    def unpack(self, st: struct.Struct, what: str) -> Any:
+        self.need(st.size, what)
+        value = st.unpack_from(self.buf, self.pos)[0]
+        self.pos += st.size
+        return value
+
+    def u32(self, what: str) -> int:
+        return int(self.unpack(_U32, what))
+
+    def u64(self, what: str) -> int:
+        return int(self.unpack(_U64, what))
+
+    def string(self, what: str) -> str:
+        n = self.u64(f"length of {what}")
+        if n > MAX_STRING:
+            raise GGUFError(f"{what} claims a length of {n} bytes (limit {MAX_STRING})")
+        self.need(n, what)
+        raw = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return raw.decode("utf-8", "replace")
+
+    def skip_string(self, what: str) -> None:
+        n = self.u64(f"length of {what}")
+        if n > MAX_STRING:
+            raise GGUFError(f"{what} claims a length of {n} bytes (limit {MAX_STRING})")
+        self.need(n, what)
+        self.pos += n
+
+
+def _value(cur: _Cursor, vtype: int, key: str, header: GGUFHeader) -> Any:
+    if vtype in _SCALARS:
+        return cur.unpack(_SCALARS[vtype], key)
+    if vtype == GGUFValueType.STRING:
+        return cur.string(key)
+    if vtype != GGUFValueType.ARRAY:
+        raise GGUFError(f"metadata key {key!r} has unknown value type {vtype}")
+    etype = cur.u32(f"element type of {key}")
+    count = cur.u64(f"length of {key}")
+    if count > MAX_ARRAY:
+        raise GGUFError(f"array {key!r} claims {count} elements (limit {MAX_ARRAY})")
+    header.array_lengths[key] = count
+    if etype in _SCALARS:
+        st = _SCALARS[etype]
+        cur.need(count * st.size, key)
+        if count <= KEEP_ARRAY:
+            values = [st.unpack_from(cur.buf, cur.pos + i * st.size)[0] for i in range(count)]
+            cur.pos += count * st.size
+            return values
+        cur.pos += count * st.size
+        return None
+    if etype == GGUFValueType.STRING:
+        # Each element's length is checked against the rest of the file, so a lying count
+        # fails at the first element past the end instead of allocating.
+        if count <= KEEP_ARRAY:
+            return [cur.string(f"{key}[{i}]") for i in range(count)]
+        for _ in range(count):
+            cur.skip_string(key)
+        return None
+    raise GGUFError(f"array {key!r} has unsupported element type {etype}")
+
+
+def read_header(path: Path) -> GGUFHeader:
+    """Parse and validate the header; raises GGUFError naming the first problem found."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise GGUFError(f"cannot read {path.name}: {exc.strerror}") from exc
+    if size == 0:
+        raise GGUFError("file is empty")
+    if size < 24:
+        raise GGUFError(f"file is truncated: {size} bytes is smaller than a GGUF header")
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        return _parse(path, buf, size)
+
+
+def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
+    cur = _Cursor(buf, size)
+    magic = cur.u32("magic")
+    if magic != GGUF_MAGIC:
+        raise GGUFError(f"not a GGUF file (bad magic {buf[0:4]!r})")
+    version = cur.u32("version")
+    if version not in (2, 3):
+        raise GGUFError(f"unsupported GGUF version {version} (2 and 3 are supported)")
+    n_tensors = cur.u64("tensor count")
+    n_kv = cur.u64("metadata count")
+    if n_tensors > MAX_TENSORS:
+        raise GGUFError(f"absurd tensor count {n_tensors} (limit {MAX_TENSORS})")
+    if n_kv > MAX_KV:
+        raise GGUFError(f"absurd metadata count {n_kv} (limit {MAX_KV})")
+    header = GGUFHeader(path=path, version=version, file_size=size, data_offset=0)
+    for i in range(n_kv):
+        key = cur.string(f"metadata key #{i}")
+        vtype = cur.u32(f"type of {key}")
+        header.metadata[key] = _value(cur, vtype, key, header)
+
+    infos: list[tuple[str, tuple[int, ...], int, int]] = []
+    for i in range(n_tensors):
+        name = cur.string(f"name of tensor #{i}")
+        n_dims = cur.u32(f"dimensions of {name}")
+        if not 1 <= n_dims <= MAX_DIMS:
+            raise GGUFError(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
+        shape = tuple(cur.u64(f"shape of {name}") for _ in range(n_dims))
+        ggml_type = cur.u32(f"type of {name}")
+        offset = cur.u64(f"offset of {name}")
+        infos.append((name, shape, ggml_type, offset))
+
+    align = header.metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+    if not isinstance(align, int) or align <= 0 or align & (align - 1):
+        raise GGUFError(f"general.alignment {align!r} is not a power of two")
+    header.data_offset = (cur.pos + align - 1) // align * align
+    data_size = size - header.data_offset
+    for name, shape, ggml_type, offset in infos:
+        header.tensors.append(_tensor(name, shape, ggml_type, offset, align, data_size))
+    return header
+
+
+def _tensor(
+    name: str, shape: tuple[int, ...], ggml_type: int, offset: int, align: int, data_size: int
+) -> TensorInfo:
+    try:
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+    except (ValueError, KeyError):
+        raise GGUFError(f"tensor {name!r} has unknown type {ggml_type}") from None
+    n = 1
+    for d in shape:
+        if d == 0 or d > 1 << 40:
+            raise GGUFError(f"tensor {name!r} has an impossible shape {shape}")
+        n *= d
+    if shape[0] % block:
+        raise GGUFError(f"tensor {name!r}: row of {shape[0]} is not a multiple of {block}")
+    n_bytes = n // block * type_size
+    if offset % align:
+        raise GGUFError(f"tensor {name!r} is not aligned to {align} bytes")
+    if offset + n_bytes > data_size:
+        raise GGUFError(
+            f"tensor {name!r} ends at byte {offset + n_bytes} of the data section, which has "
+            f"only {data_size} bytes (file truncated or corrupt)"
+        )
+    return TensorInfo(name, shape, ggml_type, offset, n_bytes)

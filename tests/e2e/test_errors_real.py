@@ -1,0 +1,73 @@
+"""Bad input against the real server: clear errors in OpenAI's shape, and it keeps serving."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import STARTER_ID, RunningServer
+
+pytestmark = pytest.mark.e2e
+
+GOOD = {"model": STARTER_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+
+
+def check(r: httpx.Response, status: int, code: str, server: RunningServer) -> dict:  # type: ignore[type-arg]
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code
+    assert set(err) == {"message", "type", "param", "code"}
+    assert httpx.post(f"{server.url}/v1/chat/completions", json=GOOD, timeout=30).status_code == 200
+    return err  # type: ignore[no-any-return]
+
+
+def test_bad_inputs(server: RunningServer) -> None:
+    url = f"{server.url}/v1/chat/completions"
+    check(
+        httpx.post(url, content=b"{oops", headers={"content-type": "application/json"}),
+        400,
+        "invalid_json",
+        server,
+    )
+    err = check(httpx.post(url, json={"model": STARTER_ID}), 400, "invalid_request", server)
+    assert err["param"] == "messages"
+    err = check(httpx.post(url, json={**GOOD, "model": "missing"}), 404, "model_not_found", server)
+    assert err["param"] == "model"
+    check(httpx.post(url, json={**GOOD, "n": 9}), 400, "invalid_request", server)
+    check(httpx.post(url, json={**GOOD, "max_tokens": 0}), 400, "invalid_request", server)
+    big = {**GOOD, "messages": [{"role": "user", "content": "x" * (17 * 1024 * 1024)}]}
+    check(httpx.post(url, json=big, timeout=60), 413, "request_too_large", server)
+
+
+def test_context_length_exceeded_before_any_work(server: RunningServer) -> None:
+    client = server.client()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=STARTER_ID, messages=[{"role": "user", "content": "Hi"}], max_tokens=5000
+        )
+    assert info.value.code == "context_length_exceeded"
+    assert "4096" in info.value.message and "5000" in info.value.message
+    long = "word " * 5000
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=STARTER_ID, messages=[{"role": "user", "content": long}]
+        )
+    assert info.value.code == "context_length_exceeded"
+
+
+def test_unknown_model_is_never_a_fallback(server: RunningServer) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        server.client().chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert info.value.code == "model_not_found"
+
+
+def test_api_key_required_when_set(server_factory) -> None:  # type: ignore[no-untyped-def]
+    secured = server_factory("--api-key", "s3cret")
+    with pytest.raises(openai.AuthenticationError):
+        secured.client().models.list()
+    ok = openai.OpenAI(base_url=f"{secured.url}/v1", api_key="s3cret")
+    assert STARTER_ID in [m.id for m in ok.models.list().data]
+    assert httpx.get(f"{secured.url}/health").status_code == 200

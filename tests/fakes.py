@@ -1,0 +1,107 @@
+"""A deterministic fake engine for fast protocol tests. It never stands in for the real model:
+every user-visible behaviour is also tested end to end against the starter model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from hearth.engine.base import (
+    ChoiceFinished,
+    Engine,
+    EngineStatus,
+    Event,
+    GenerationFinished,
+    GenerationRequest,
+    ModelInfo,
+    PromptProgress,
+    SlotStatus,
+    TextDelta,
+    Usage,
+)
+from hearth.engine.stops import StopMatcher
+from hearth.errors import ContextLengthExceeded, InvalidRequestError
+from hearth.models.registry import ModelEntry
+
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+
+
+class FakeEngine(Engine):
+    """Words are tokens: token i is WORDS[i % 8] followed by a space."""
+
+    def __init__(self, entry: ModelEntry, ctx_size: int = 256, parallel: int = 4):
+        self.parallel = parallel
+        self.info = ModelInfo(
+            id=entry.id,
+            path=str(entry.path),
+            n_ctx_train=ctx_size,
+            ctx_size=ctx_size,
+            n_vocab=1000,
+            n_params=1,
+            size_bytes=entry.size_bytes,
+            architecture="fake",
+            description="fake",
+            chat_template=None,
+            bos_token="",
+            eos_token="",
+            add_bos=False,
+            sampling_defaults={},
+        )
+        self.active = 0
+        self.closed = False
+
+    def check(self, request: GenerationRequest) -> GenerationRequest:
+        if request.n > self.parallel:
+            raise InvalidRequestError("n too large", param="n")
+        room = self.info.ctx_size - len(request.prompt)
+        if request.max_tokens is None:
+            request.max_tokens = room
+        if request.max_tokens > room or room <= 0:
+            raise ContextLengthExceeded("too long", param="max_tokens")
+        return request
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        self.check(request)
+        self.active += 1
+        try:
+            yield PromptProgress(len(request.prompt), len(request.prompt))
+            total = 0
+            for index in range(request.n):
+                stops = StopMatcher(request.stop)
+                assert request.max_tokens is not None
+                produced = 0
+                reason: str = "length"
+                for i in range(request.max_tokens):
+                    await asyncio.sleep(0)
+                    produced += 1
+                    text, stopped = stops.feed(WORDS[(i + index) % 8] + " ")
+                    if text:
+                        yield TextDelta(index, text)
+                    if stopped:
+                        reason = "stop"
+                        break
+                else:
+                    tail = stops.flush()
+                    if tail:
+                        yield TextDelta(index, tail)
+                total += produced
+                yield ChoiceFinished(index, reason, produced)  # type: ignore[arg-type]
+            yield GenerationFinished(Usage(len(request.prompt), total, 0))
+        finally:
+            self.active -= 1
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        return [len(w) for w in text.split()] or [0]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return " ".join(WORDS[t % 8] for t in tokens)
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(
+            slots=[SlotStatus(i, "idle", 0) for i in range(self.parallel)],
+            queued=0,
+            requests_served=0,
+        )
+
+    def close(self) -> None:
+        self.closed = True
