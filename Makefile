@@ -27,6 +27,7 @@ starter: install
 	$(BIN)/hearth starter
 
 bench: starter
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:

@@ -58,6 +58,20 @@ def serve(
     flash_attn: Annotated[str | None, typer.Option(help="auto, on or off [auto].")] = None,
     cache_type_k: Annotated[str | None, typer.Option(help="K cache: f16, q8_0, q4_0.")] = None,
     cache_type_v: Annotated[str | None, typer.Option(help="V cache: f16, q8_0, q4_0.")] = None,
+    cache_ram: Annotated[
+        int | None, typer.Option(help="RAM prompt cache in MiB; 0 disables [4096].")
+    ] = None,
+    speculative: Annotated[
+        str | None, typer.Option(help="Speculative decoding: none, ngram or draft.")
+    ] = None,
+    draft_model: Annotated[
+        Path | None, typer.Option(help="Draft model (.gguf) for speculative decoding.")
+    ] = None,
+    draft_max: Annotated[int | None, typer.Option(help="Most draft tokens per step [16].")] = None,
+    kv_unified: Annotated[
+        bool | None,
+        typer.Option("--kv-unified/--no-kv-unified", help="One KV buffer for all sequences."),
+    ] = None,
     chat_template_file: Annotated[
         Path | None, typer.Option(help="Jinja chat template overriding the model's.")
     ] = None,

@@ -37,6 +37,10 @@ def llamacpp_factory(settings: Settings) -> EngineFactory:
                 cache_type_k=settings.cache_type_k,
                 cache_type_v=settings.cache_type_v,
                 kv_unified=settings.kv_unified,
+                cache_ram_mib=settings.cache_ram,
+                speculative=settings.effective_speculative,
+                draft_max=settings.draft_max,
+                draft_model=settings.draft_model,
             ),
         )
 

@@ -61,6 +61,10 @@ class Settings(BaseModel):
     cache_type_k: Literal["f16", "q8_0", "q4_0"] = "f16"
     cache_type_v: Literal["f16", "q8_0", "q4_0"] = "f16"
     kv_unified: bool = True
+    cache_ram: int = Field(4096, ge=0)
+    speculative: Literal["none", "ngram", "draft"] | None = None
+    draft_model: Path | None = None
+    draft_max: int = Field(16, ge=1, le=64)
     chat_template_file: Path | None = None
     api_key: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
@@ -68,10 +72,17 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     config: Path | None = None
 
-    @field_validator("models_dir", "chat_template_file", "config", mode="after")
+    @field_validator("models_dir", "chat_template_file", "config", "draft_model", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @property
+    def effective_speculative(self) -> Literal["none", "ngram", "draft"]:
+        """--speculative as given; unset means draft-model decoding when a draft model is set."""
+        if self.speculative is not None:
+            return self.speculative
+        return "draft" if self.draft_model is not None else "none"
 
     @property
     def effective_gpu_layers(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -52,6 +52,8 @@ class SamplingRequest(OpenAIRequest):
     repeat_penalty: float | None = Field(None, gt=0.0)
     repeat_last_n: int | None = Field(None, ge=0)
     ignore_eos: bool | None = None
+    speculative: Literal["none", "ngram", "draft"] | None = None
+    draft_max: int | None = Field(None, ge=1, le=64)
 
     @property
     def include_usage(self) -> bool:

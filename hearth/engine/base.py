@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 FinishReason = Literal["stop", "length"]
+# How a sequence drafts tokens for speculative decoding: not at all, by prompt lookup, or with
+# a small draft model.
+SpecMode = Literal["none", "ngram", "draft"]
 
 DEFAULT_CTX_SIZE = 4096
 
@@ -45,6 +48,9 @@ class GenerationRequest:
     # None: no logprobs; k >= 0: the sampled token's logprob and the k most likely alternatives.
     logprobs: int | None = None
     ignore_eos: bool = False
+    # Speculative decoding; None means the server's default.
+    speculative: SpecMode | None = None
+    draft_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,8 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
+    draft_proposed: int = 0
+    draft_accepted: int = 0
 
 
 @dataclass(slots=True)
@@ -135,6 +143,15 @@ class EngineStatus:
     slots: list[SlotStatus]
     queued: int
     requests_served: int
+    # Where the time goes: llama_decode vs the Python around it, per decode step.
+    steps: int = 0
+    decode_seconds: float = 0.0
+    step_seconds: float = 0.0
+    draft_proposed: int = 0
+    draft_accepted: int = 0
+    cache_entries: int = 0
+    cache_bytes: int = 0
+    cache_hits: int = 0
 
 
 class Engine(abc.ABC):

@@ -112,6 +112,8 @@ class ChatCompletionsService:
             n=request.n or 1,
             logprobs=(request.top_logprobs or 0) if request.logprobs else None,
             ignore_eos=bool(request.ignore_eos),
+            speculative=request.speculative,
+            draft_max=request.draft_max,
         )
         engine.check(generation)
         return PreparedChat(request, model, generation)

@@ -116,6 +116,8 @@ class CompletionsService:
                     n=request.n or 1,
                     logprobs=request.logprobs,
                     ignore_eos=bool(request.ignore_eos),
+                    speculative=request.speculative,
+                    draft_max=request.draft_max,
                 )
             )
             for tokens in token_prompts

@@ -41,6 +41,16 @@ async def status(request: Request) -> dict[str, Any]:
                 "parallel": len(st.slots),
                 "queued": st.queued,
                 "requests_served": st.requests_served,
+                "decode_steps": st.steps,
+                "decode_seconds": round(st.decode_seconds, 3),
+                "step_seconds": round(st.step_seconds, 3),
+                "draft_tokens": st.draft_proposed,
+                "draft_tokens_accepted": st.draft_accepted,
+                "prompt_cache": {
+                    "entries": st.cache_entries,
+                    "bytes": st.cache_bytes,
+                    "hits": st.cache_hits,
+                },
                 "slots": [
                     {"id": s.id, "state": s.state, "cached_tokens": s.cached_tokens}
                     for s in st.slots

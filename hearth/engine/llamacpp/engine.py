@@ -17,10 +17,13 @@ from hearth.engine.base import (
     GenerationFinished,
     GenerationRequest,
     ModelInfo,
+    SpecMode,
     resolve_ctx_size,
 )
 from hearth.engine.llamacpp.native import NativeModel, default_threads
-from hearth.engine.llamacpp.worker import ContextConfig, Job, Worker
+from hearth.engine.llamacpp.slots import Job
+from hearth.engine.llamacpp.speculative import DraftModel
+from hearth.engine.llamacpp.worker import ContextConfig, Worker
 from hearth.errors import ContextLengthExceeded, HearthError, InvalidRequestError
 
 _CACHE_TYPES = {
@@ -57,6 +60,10 @@ class EngineOptions:
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
     kv_unified: bool = True
+    cache_ram_mib: int = 0
+    speculative: SpecMode = "none"
+    draft_max: int = 16
+    draft_model: Path | None = None
 
 
 class LlamaCppEngine(Engine):
@@ -64,10 +71,19 @@ class LlamaCppEngine(Engine):
 
     def __init__(self, model_id: str, path: Path, options: EngineOptions):
         self.model = NativeModel(path, gpu_layers=options.gpu_layers)
+        draft: DraftModel | None = None
         try:
             n_ctx_train = self.model.n_ctx_train
             ctx_size = resolve_ctx_size(options.ctx_size, n_ctx_train)
             threads = options.threads or default_threads()
+            if options.draft_model is not None:
+                draft = DraftModel(
+                    options.draft_model,
+                    n_seq=options.parallel,
+                    ctx_size=ctx_size,
+                    threads=threads,
+                    target=self.model,
+                )
             self.worker = Worker(
                 self.model,
                 ContextConfig(
@@ -81,9 +97,15 @@ class LlamaCppEngine(Engine):
                     type_k=_CACHE_TYPES[options.cache_type_k],
                     type_v=_CACHE_TYPES[options.cache_type_v],
                     kv_unified=options.kv_unified,
+                    cache_ram_bytes=options.cache_ram_mib * 2**20,
+                    speculative=options.speculative,
+                    draft_max=options.draft_max,
                 ),
+                draft,
             )
         except BaseException:
+            if draft is not None:
+                draft.close()
             self.model.close()
             raise
         self.parallel = options.parallel
@@ -168,10 +190,20 @@ class LlamaCppEngine(Engine):
         return self.model.detokenize(tokens)
 
     def status(self) -> EngineStatus:
+        w = self.worker
+        cache = w.cache
         return EngineStatus(
-            slots=self.worker.slot_status(),
-            queued=self.worker.queued(),
-            requests_served=self.worker.requests_served,
+            slots=w.slot_status(),
+            queued=w.queued(),
+            requests_served=w.requests_served,
+            steps=w.steps,
+            decode_seconds=w.decode_seconds,
+            step_seconds=w.step_seconds,
+            draft_proposed=w.draft_proposed,
+            draft_accepted=w.draft_accepted,
+            cache_entries=len(cache) if cache is not None else 0,
+            cache_bytes=cache.used_bytes if cache is not None else 0,
+            cache_hits=cache.hits if cache is not None else 0,
         )
 
     def close(self) -> None:

@@ -1,8 +1,9 @@
 """The batch loop: one thread owns one llama context and decodes all its sequences together.
 
-Each step puts one token for every generating sequence, then prompt chunks of newly admitted
-requests, into one llama_batch (continuous batching). Requests arrive through an inbox; events
-go back to each request's asyncio queue, one event-loop wake-up per step."""
+Each step puts one token (plus any draft tokens to verify) for every generating sequence, then
+prompt chunks of newly admitted requests, into one llama_batch (continuous batching). Requests
+arrive through an inbox; events go back to each request's asyncio queue, one event-loop
+wake-up per step."""
 
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from hearth.engine.base import (
     ChoiceFinished,
     FinishReason,
     GenerationFinished,
-    GenerationRequest,
     PromptProgress,
     SlotStatus,
+    SpecMode,
     TextDelta,
     TokenLogprob,
     TopLogprob,
@@ -33,74 +34,15 @@ from hearth.engine.base import (
 )
 from hearth.engine.detok import Utf8Stream
 from hearth.engine.llamacpp.native import NativeModel
+from hearth.engine.llamacpp.prompt_cache import MIN_TOKENS, PromptCache
 from hearth.engine.llamacpp.sampler import build_chain, free_chain, new_seed
+from hearth.engine.llamacpp.slots import Job, Slot
+from hearth.engine.llamacpp.speculative import DraftModel
 from hearth.engine.stops import StopMatcher
+from hearth.engine.tokens import common_prefix
 from hearth.errors import EngineError, HearthError, RequestCancelled
 
 log = logging.getLogger("hearth.engine")
-
-
-class Job:
-    """One request inside the worker: its n choices and the channel back to its caller."""
-
-    __slots__ = (
-        "cached_tokens",
-        "cancelled",
-        "completion_tokens",
-        "finished",
-        "loop",
-        "open_choices",
-        "queue",
-        "request",
-    )
-
-    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
-        self.request = request
-        self.loop = loop
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        # Set from the event loop when the caller goes away; read by the worker every step.
-        self.cancelled = False
-        self.finished = False
-        self.cached_tokens = 0
-        self.completion_tokens = 0
-        self.open_choices = request.n
-
-
-class Slot:
-    """One llama.cpp sequence and, while busy, the choice of a job it decodes."""
-
-    __slots__ = (
-        "batch_idx",
-        "cached",
-        "decoder",
-        "index",
-        "job",
-        "max_tokens",
-        "n_generated",
-        "next_token",
-        "pending_logprobs",
-        "phase",
-        "prompt_pos",
-        "sampler",
-        "seq",
-        "stops",
-    )
-
-    def __init__(self, seq: int):
-        self.seq = seq
-        self.cached: list[int] = []  # tokens whose KV this sequence holds, positions 0..n-1
-        self.job: Job | None = None
-        self.phase: Literal["idle", "prompt", "follow", "generating"] = "idle"
-        self.index = 0
-        self.prompt_pos = 0
-        self.next_token = -1
-        self.batch_idx = -1
-        self.n_generated = 0
-        self.max_tokens = 0
-        self.sampler: Any = None
-        self.decoder = Utf8Stream()
-        self.stops = StopMatcher([])
-        self.pending_logprobs: list[TokenLogprob] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,20 +57,15 @@ class ContextConfig:
     type_k: int
     type_v: int
     kv_unified: bool
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    cache_ram_bytes: int = 0
+    speculative: SpecMode = "none"
+    draft_max: int = 16
 
 
 class Worker:
     """Owns the llama context; every native call on it happens on this thread."""
 
-    def __init__(self, model: NativeModel, cfg: ContextConfig):
+    def __init__(self, model: NativeModel, cfg: ContextConfig, draft: DraftModel | None = None):
         self.model = model
         self.cfg = cfg
         self.ctx = model.new_context(
@@ -146,6 +83,8 @@ class Worker:
         )
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(cfg.batch_size, 0, 1)
+        self.draft = draft
+        self.cache = PromptCache(cfg.cache_ram_bytes) if cfg.cache_ram_bytes > 0 else None
         self.slots = [Slot(i) for i in range(cfg.parallel)]
         self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.pending: deque[Job] = deque()
@@ -155,7 +94,8 @@ class Worker:
         self.decode_seconds = 0.0
         self.step_seconds = 0.0
         self.steps = 0
-        self._stopping = False
+        self.draft_proposed = 0
+        self.draft_accepted = 0
         self._thread = threading.Thread(target=self._run, name="hearth-llama-worker", daemon=True)
         self._thread.start()
 
@@ -165,13 +105,16 @@ class Worker:
         self.inbox.put(job)
 
     def stop(self) -> None:
-        self._stopping = True
         self.inbox.put(None)
         self._thread.join()
         llama_cpp.llama_batch_free(self.batch)
         for slot in self.slots:
             free_chain(slot.sampler)
             slot.sampler = None
+        if self.cache is not None:
+            self.cache.clear()
+        if self.draft is not None:
+            self.draft.close()
         llama_cpp.llama_free(self.ctx)
         self.ctx = None
 
@@ -226,6 +169,7 @@ class Worker:
         t0 = time.perf_counter()
         self._reap_cancelled()
         self._admit()
+        self._make_drafts()
         n_tokens, to_sample, progressed = self._fill_batch()
         if n_tokens == 0:
             return
@@ -244,9 +188,9 @@ class Worker:
             if slot.job is None:
                 continue
             try:
-                self._sample(slot)
+                self._verify(slot)
             except HearthError as exc:
-                self._fail(slot.job, exc, reset_kv=False)
+                self._fail(slot.job, exc, reset_kv=True)
             except Exception as exc:
                 log.exception("sampling failed")
                 self._fail(slot.job, EngineError(str(exc)), reset_kv=True)
@@ -272,16 +216,35 @@ class Worker:
     def _place(self, job: Job, free: list[Slot]) -> None:
         req = job.request
         prompt = req.prompt
-        primary = max(free, key=lambda s: common_prefix(s.cached, prompt))
+        best_len, primary = max(
+            ((common_prefix(s.cached, prompt), s) for s in free), key=lambda x: x[0]
+        )
+        if self.cache is not None:
+            entry, entry_len = self.cache.best(prompt)
+            if entry is not None and entry_len > best_len + MIN_TOKENS // 2:
+                # A saved state beats every live sequence: restore it into the free sequence
+                # whose own cache is worth least.
+                primary = min(free, key=lambda s: len(s.cached))
+                self._save(primary, keep=0)
+                primary.cached = (
+                    list(entry.tokens)
+                    if self.cache.restore(self.ctx, self.mem, primary.seq, entry)
+                    else []
+                )
         keep = min(common_prefix(primary.cached, prompt), len(prompt) - 1)
+        self._save(primary, keep)
         keep = self._trim(primary, keep)
         job.cached_tokens = keep
         # Followers (n > 1) take the free slots whose caches are least worth keeping.
         others = sorted((s for s in free if s is not primary), key=lambda s: len(s.cached))
         chosen = [primary, *others[: req.n - 1]]
         seed = req.sampling.seed if req.sampling.seed is not None else new_seed()
+        spec = req.speculative or self.cfg.speculative
+        if spec == "draft" and self.draft is None:
+            spec = "none"
         for index, slot in enumerate(chosen):
             if slot is not primary:
+                self._save(slot, keep=0)
                 self._trim(slot, 0)
             slot.job = job
             slot.index = index
@@ -291,12 +254,22 @@ class Worker:
             slot.max_tokens = req.max_tokens or self.cfg.ctx_size - len(prompt)
             slot.next_token = -1
             slot.batch_idx = -1
+            slot.n_verify = 1
             free_chain(slot.sampler)
             slot.sampler = build_chain(req.sampling, self.model.n_vocab, (seed + index) % 2**32)
             slot.decoder = Utf8Stream()
             slot.stops = StopMatcher(req.stop)
             slot.pending_logprobs = []
+            slot.spec = spec
+            slot.draft_max = req.draft_max or self.cfg.draft_max
+            slot.draft = []
+            slot.ngram.reset()
         self.active.append(job)
+
+    def _save(self, slot: Slot, keep: int) -> None:
+        """Before a sequence drops many cached tokens, copy its state to the RAM cache."""
+        if self.cache is not None and len(slot.cached) - keep >= MIN_TOKENS:
+            self.cache.save(self.ctx, slot.seq, slot.cached)
 
     def _trim(self, slot: Slot, keep: int) -> int:
         """Drop the slot's cached tokens past `keep`; returns how many really stay."""
@@ -316,6 +289,36 @@ class Worker:
 
     # -- one decode step -------------------------------------------------------------------------
 
+    def _make_drafts(self) -> None:
+        """Draft tokens for generating sequences that speculate; verified in this step's batch."""
+        budget = self.cfg.batch_size
+        want_model: dict[int, list[int]] = {}
+        longest = 0
+        for slot in self.slots:
+            slot.draft = []
+            if slot.phase != "generating" or slot.spec == "none" or slot.next_token < 0:
+                continue
+            room = min(
+                slot.max_tokens - slot.n_generated - 1,
+                self.cfg.ctx_size - len(slot.cached) - 2,
+                slot.draft_max,
+                budget // max(1, len(self.slots)) - 1,
+            )
+            if room <= 0:
+                continue
+            history = [*slot.cached, slot.next_token]
+            if slot.spec == "ngram":
+                slot.draft = slot.ngram.propose(history, room)
+            else:
+                want_model[slot.seq] = history
+                longest = max(longest, room)
+        if want_model and self.draft is not None:
+            drafts = self.draft.propose(want_model, longest)
+            for slot in self.slots:
+                if slot.seq in drafts:
+                    room = min(slot.draft_max, slot.max_tokens - slot.n_generated - 1)
+                    slot.draft = drafts[slot.seq][: max(0, room)]
+
     def _fill_batch(self) -> tuple[int, list[Slot], list[Slot]]:
         b = self.batch
         tok, pos, nseq, seqs, logits = b.token, b.pos, b.n_seq_id, b.seq_id, b.logits
@@ -323,16 +326,20 @@ class Worker:
         to_sample: list[Slot] = []
         for slot in self.slots:
             if slot.phase == "generating" and slot.next_token >= 0:
-                tok[n] = slot.next_token
-                pos[n] = len(slot.cached)
-                nseq[n] = 1
-                seqs[n][0] = slot.seq
-                logits[n] = 1
-                slot.cached.append(slot.next_token)
-                slot.next_token = -1
                 slot.batch_idx = n
+                slot.n_verify = 1 + len(slot.draft)
+                start = len(slot.cached)
+                for j, t in enumerate((slot.next_token, *slot.draft)):
+                    tok[n] = t
+                    pos[n] = start + j
+                    nseq[n] = 1
+                    seqs[n][0] = slot.seq
+                    logits[n] = 1
+                    n += 1
+                slot.cached.append(slot.next_token)
+                slot.cached.extend(slot.draft)  # trimmed back after verification
+                slot.next_token = -1
                 to_sample.append(slot)
-                n += 1
         budget = self.cfg.batch_size - n
         progressed: list[Slot] = []
         for job in self.active:
@@ -358,6 +365,7 @@ class Worker:
             budget -= take
             if slot.prompt_pos == len(prompt):
                 slot.batch_idx = n - 1
+                slot.n_verify = 1
                 to_sample.append(slot)
             else:
                 progressed.append(slot)
@@ -376,37 +384,79 @@ class Worker:
                     llama_cpp.llama_memory_seq_cp(self.mem, primary.seq, slot.seq, -1, -1)
                     slot.cached = list(primary.cached)
                     slot.batch_idx = primary.batch_idx
+                    slot.n_verify = 1
                     slot.phase = "generating"
                     out.append(slot)
         return out
 
-    def _sample(self, slot: Slot) -> None:
+    def _verify(self, slot: Slot) -> None:
+        """Sample each verified position in turn; keep drafts while they match the samples.
+
+        Every position is sampled with the sequence's own chain, exactly as one-token-at-a-time
+        decoding would, so speculation never changes the output, only its speed."""
+        job = slot.job
+        assert job is not None
+        draft = slot.draft
+        base = len(slot.cached) - slot.n_verify + 1  # KV length once the fed token is counted
+        accepted = 0
+        for i in range(slot.n_verify):
+            token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, slot.batch_idx + i)
+            if self._take(slot, token, slot.batch_idx + i, kv_len=base + i):
+                break  # finished: the choice is over
+            if i < len(draft) and token == draft[i]:
+                accepted += 1
+                continue
+            slot.next_token = token
+            break
+        if draft:
+            job.draft_proposed += len(draft)
+            job.draft_accepted += accepted
+            self.draft_proposed += len(draft)
+            self.draft_accepted += accepted
+        valid = base + accepted
+        if len(slot.cached) > valid:
+            # Rejected drafts leave cells behind: drop them so the KV matches `cached`.
+            llama_cpp.llama_memory_seq_rm(self.mem, slot.seq, valid, -1)
+            del slot.cached[valid:]
+        self._send_text(slot)
+
+    def _take(self, slot: Slot, token: int, idx: int, kv_len: int) -> bool:
+        """One sampled token: text, stop strings, limits. True when the choice finished.
+
+        kv_len is how many real tokens the sequence holds before this one is fed."""
         job = slot.job
         assert job is not None
         req = job.request
-        token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, slot.batch_idx)
         if not req.ignore_eos and self.model.is_eog(token):
             self._finish(slot, "stop", flush=True)  # the end marker is not part of the output
-            return
+            return True
         slot.n_generated += 1
         if req.logprobs is not None:
-            slot.pending_logprobs.append(self._logprob(slot.batch_idx, token, req.logprobs))
+            slot.pending_logprobs.append(self._logprob(idx, token, req.logprobs))
         text = slot.decoder.feed(self.model.piece(token))
         emit, stopped = slot.stops.feed(text) if text else ("", False)
+        if emit:
+            slot.out_text.append(emit)
+            if not stopped:
+                slot.out_logprobs.extend(slot.pending_logprobs)
+                slot.pending_logprobs = []
         if stopped:
             slot.pending_logprobs = []  # the tokens that spelled the stop string are not output
-            if emit:
-                self.out.append((job, TextDelta(slot.index, emit)))
             self._finish(slot, "stop", flush=False)
-            return
-        if emit:
-            lps = slot.pending_logprobs if req.logprobs is not None else None
-            slot.pending_logprobs = []
-            self.out.append((job, TextDelta(slot.index, emit, lps)))
-        if slot.n_generated >= slot.max_tokens or len(slot.cached) >= self.cfg.ctx_size:
+            return True
+        if slot.n_generated >= slot.max_tokens or kv_len >= self.cfg.ctx_size:
             self._finish(slot, "length", flush=True)
-            return
-        slot.next_token = token
+            return True
+        return False
+
+    def _send_text(self, slot: Slot) -> None:
+        """This step's text for the slot, as one delta."""
+        job = slot.job
+        if job is not None and (slot.out_text or slot.out_logprobs):
+            lps = slot.out_logprobs if job.request.logprobs is not None else None
+            self.out.append((job, TextDelta(slot.index, "".join(slot.out_text), lps)))
+        slot.out_text = []
+        slot.out_logprobs = []
 
     def _logprob(self, idx: int, token: int, top_n: int) -> TokenLogprob:
         ptr = llama_cpp.llama_get_logits_ith(self.ctx, idx)
@@ -438,15 +488,23 @@ class Worker:
         assert job is not None
         if flush:
             tail = slot.stops.flush() + slot.decoder.flush()
-            if tail or slot.pending_logprobs:
-                lps = slot.pending_logprobs if job.request.logprobs is not None else None
-                self.out.append((job, TextDelta(slot.index, tail, lps)))
+            if tail:
+                slot.out_text.append(tail)
+            slot.out_logprobs.extend(slot.pending_logprobs)
+            slot.pending_logprobs = []
+        self._send_text(slot)
         self.out.append((job, ChoiceFinished(slot.index, reason, slot.n_generated)))
         job.completion_tokens += slot.n_generated
         self._release(slot)
         job.open_choices -= 1
         if job.open_choices == 0:
-            usage = Usage(len(job.request.prompt), job.completion_tokens, job.cached_tokens)
+            usage = Usage(
+                len(job.request.prompt),
+                job.completion_tokens,
+                job.cached_tokens,
+                job.draft_proposed,
+                job.draft_accepted,
+            )
             self.out.append((job, GenerationFinished(usage)))
             job.finished = True
             self.active.remove(job)
@@ -468,6 +526,8 @@ class Worker:
                 if reset_kv:
                     llama_cpp.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
                     slot.cached.clear()
+                slot.out_text = []
+                slot.out_logprobs = []
                 self._release(slot)
         if job in self.active:
             self.active.remove(job)

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks: Hearth and its peers on the same model, in one run."""

@@ -1,0 +1,94 @@
+"""What the worker keeps per request (Job) and per llama.cpp sequence (Slot)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from hearth.engine.base import GenerationRequest, SpecMode, TokenLogprob
+from hearth.engine.detok import Utf8Stream
+from hearth.engine.stops import StopMatcher
+from hearth.engine.tokens import NgramIndex
+
+
+class Job:
+    """One request inside the worker: its n choices and the channel back to its caller."""
+
+    __slots__ = (
+        "cached_tokens",
+        "cancelled",
+        "completion_tokens",
+        "draft_accepted",
+        "draft_proposed",
+        "finished",
+        "loop",
+        "open_choices",
+        "queue",
+        "request",
+    )
+
+    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
+        self.request = request
+        self.loop = loop
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        # Set from the event loop when the caller goes away; read by the worker every step.
+        self.cancelled = False
+        self.finished = False
+        self.cached_tokens = 0
+        self.completion_tokens = 0
+        self.open_choices = request.n
+        self.draft_proposed = 0
+        self.draft_accepted = 0
+
+
+class Slot:
+    """One llama.cpp sequence and, while busy, the choice of a job it decodes."""
+
+    __slots__ = (
+        "batch_idx",
+        "cached",
+        "decoder",
+        "draft",
+        "draft_max",
+        "index",
+        "job",
+        "max_tokens",
+        "n_generated",
+        "n_verify",
+        "next_token",
+        "ngram",
+        "out_logprobs",
+        "out_text",
+        "pending_logprobs",
+        "phase",
+        "prompt_pos",
+        "sampler",
+        "seq",
+        "spec",
+        "stops",
+    )
+
+    def __init__(self, seq: int):
+        self.seq = seq
+        self.cached: list[int] = []  # tokens whose KV this sequence holds, positions 0..n-1
+        self.job: Job | None = None
+        self.phase: Literal["idle", "prompt", "follow", "generating"] = "idle"
+        self.index = 0
+        self.prompt_pos = 0
+        self.next_token = -1
+        self.batch_idx = -1
+        self.n_generated = 0
+        self.max_tokens = 0
+        self.sampler: Any = None
+        self.decoder = Utf8Stream()
+        self.stops = StopMatcher([])
+        self.pending_logprobs: list[TokenLogprob] = []
+        # Speculative decoding: drafts to verify this step, and how they are made.
+        self.spec: SpecMode = "none"
+        self.draft_max = 0
+        self.draft: list[int] = []
+        self.n_verify = 1
+        self.ngram = NgramIndex()
+        # Text and logprobs produced this step, sent as one delta.
+        self.out_text: list[str] = []
+        self.out_logprobs: list[TokenLogprob] = []

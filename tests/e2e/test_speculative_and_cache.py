@@ -1,0 +1,114 @@
+"""Speculative decoding and the RAM prompt cache against the real starter model.
+
+Speculation must never change the output. llama.cpp computes the same logits for a token
+decoded alone and in a small batch while the KV cache holds fewer than 256 cells (beyond
+that, its single-query attention splits the KV across threads and rounds differently), so
+these comparisons keep prompt + output under that size; see docs/benchmarks.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import STARTER_ID, RunningServer
+
+pytestmark = pytest.mark.e2e
+
+CODE = """def area(width, height):
+    return width * height
+
+
+def perimeter(width, height):
+    return 2 * (width + height)
+"""
+COPY = [{"role": "user", "content": f"Copy this code exactly:\n\n{CODE}"}]
+
+
+def post(server: RunningServer, **body: Any) -> dict[str, Any]:
+    r = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json={"model": STARTER_ID, "messages": COPY, "max_tokens": 90, **body},
+        timeout=300,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def drafts(server: RunningServer) -> tuple[int, int]:
+    (model,) = server.status()["models"]
+    return model["draft_tokens"], model["draft_tokens_accepted"]
+
+
+def check_same_output(server: RunningServer, mode: str) -> None:
+    for sampling in ({"temperature": 0}, {"temperature": 0.9, "seed": 11}):
+        post(server, **sampling)  # the prompt is cached the same way for both runs below
+        plain = post(server, speculative="none", **sampling)
+        before = drafts(server)
+        fast = post(server, speculative=mode, **sampling)
+        after = drafts(server)
+        assert fast["choices"][0]["message"]["content"] == plain["choices"][0]["message"]["content"]
+        assert fast["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+        assert after[0] > before[0], "no draft tokens were verified"
+        assert after[1] > before[1], "no draft token was accepted"
+
+
+def test_ngram_speculation_changes_nothing_but_speed(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    check_same_output(server_factory("--parallel", "1", "--ctx-size", "512"), "ngram")
+
+
+def test_draft_model_speculation_changes_nothing_but_speed(
+    server_factory: Callable[..., RunningServer], starter_model: Path
+) -> None:
+    # The starter model drafts for itself: same vocabulary, and nearly every draft accepted.
+    server = server_factory(
+        "--parallel", "1", "--ctx-size", "512", "--draft-model", str(starter_model)
+    )
+    check_same_output(server, "draft")
+
+
+def test_server_option_turns_speculation_on(server_factory: Callable[..., RunningServer]) -> None:
+    server = server_factory("--parallel", "1", "--speculative", "ngram")
+    post(server, temperature=0)
+    assert drafts(server)[0] > 0
+
+
+def long_prompt(topic: str) -> list[dict[str, str]]:
+    facts = " ".join(
+        f"Fact {i} about {topic}: it is number {i * 7} in the list." for i in range(30)
+    )
+    return [{"role": "system", "content": facts}, {"role": "user", "content": f"Sum up {topic}."}]
+
+
+def ask(server: RunningServer, messages: list[dict[str, str]]) -> dict[str, Any]:
+    r = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json={"model": STARTER_ID, "messages": messages, "max_tokens": 4, "temperature": 0},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["usage"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("cache_ram", ["256", "0"])
+def test_ram_cache_restores_a_prompt_after_its_sequence_was_reused(
+    server_factory: Callable[..., RunningServer], cache_ram: str
+) -> None:
+    server = server_factory("--parallel", "1", "--cache-ram", cache_ram)
+    first = ask(server, long_prompt("rivers"))
+    ask(server, long_prompt("mountains"))  # the only sequence now holds another prompt
+    again = ask(server, long_prompt("rivers"))
+    cached = again["prompt_tokens_details"]["cached_tokens"]
+    (model,) = server.status()["models"]
+    if cache_ram == "0":
+        assert cached < first["prompt_tokens"] // 4  # recomputed: only the template prefix
+        assert model["prompt_cache"]["hits"] == 0
+    else:
+        assert cached == first["prompt_tokens"] - 1  # restored: only the last token recomputed
+        assert model["prompt_cache"]["hits"] == 1
+        assert model["prompt_cache"]["entries"] >= 1
