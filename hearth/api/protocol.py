@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
+
 log = logging.getLogger("hearth.api")
 
 
@@ -52,10 +54,17 @@ class SamplingRequest(OpenAIRequest):
     repeat_penalty: float | None = Field(None, gt=0.0)
     repeat_last_n: int | None = Field(None, ge=0)
     ignore_eos: bool | None = None
+    # -- Hearth extension (Ollama's meaning): how long the model stays loaded after this --
+    keep_alive: KeepAliveField = None
 
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def keep_alive_seconds(self) -> float | None:
+        """The request's keep_alive in seconds (math.inf: forever), or None when unset."""
+        return keep_alive_seconds(self.keep_alive)
 
 
 class WireModel(BaseModel):

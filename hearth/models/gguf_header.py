@@ -236,8 +236,12 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
         header.metadata[key] = _value(cur, vtype, key, header)
 
     infos: list[tuple[str, tuple[int, ...], int, int]] = []
+    names: set[str] = set()
     for i in range(n_tensors):
         name = cur.string(f"name of tensor #{i}")
+        if name in names:
+            raise GGUFError(f"tensor {name!r} appears twice")
+        names.add(name)
         n_dims = cur.u32(f"dimensions of {name}")
         if not 1 <= n_dims <= MAX_DIMS:
             raise GGUFError(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")

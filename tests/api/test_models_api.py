@@ -79,4 +79,4 @@ async def test_health_is_503_while_a_start_up_model_loads(tmp_path) -> None:  # 
             if r.status_code == 200:
                 break
             await asyncio.sleep(0.05)
-        assert r.json() == {"status": "ok", "models": ["slow"]}
+        assert r.json() == {"status": "ok", "models": ["slow"], "loading": []}

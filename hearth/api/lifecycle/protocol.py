@@ -1,0 +1,80 @@
+"""Wire models of the lifecycle routes, named as Ollama names them where it has the route."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hearth.api.protocol import WireModel
+from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
+
+
+class ModelRequest(BaseModel):
+    """A request naming one model; unknown fields are ignored, as in the OpenAI routes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=512)
+
+
+class LoadRequest(ModelRequest):
+    keep_alive: KeepAliveField = None
+
+    @property
+    def keep_alive_seconds(self) -> float | None:
+        """Seconds to stay loaded once idle (math.inf: forever), or None for the default."""
+        return keep_alive_seconds(self.keep_alive)
+
+
+class UnloadRequest(ModelRequest):
+    force: bool = False
+
+
+class DeleteRequest(ModelRequest):
+    force: bool = False
+
+
+class ProcessDetails(WireModel):
+    format: str = "gguf"
+    family: str | None = None
+    parameter_size: str | None = None
+    quantization_level: str | None = None
+
+
+class ProcessModel(WireModel):
+    """One loaded model, as Ollama's /api/ps shows it."""
+
+    name: str
+    model: str
+    size: int  # estimated bytes in memory
+    size_vram: int
+    details: ProcessDetails
+    expires_at: str | None  # ISO 8601; None while in use or when kept loaded for good
+    context_length: int
+    # -- Hearth extension --
+    active_requests: int
+    idle_seconds: float | None  # None while in use
+    keep_alive: str  # 'forever', '0s', '5m'...
+    loaded_at: str
+
+
+class ProcessList(WireModel):
+    models: list[ProcessModel]
+
+
+class LoadResponse(WireModel):
+    model: str
+    status: Literal["loaded"] = "loaded"
+    process: ProcessModel
+
+
+class UnloadResponse(WireModel):
+    model: str
+    status: Literal["unloaded", "unloading", "not_loaded"]
+
+
+class DeleteResponse(WireModel):
+    model: str
+    status: Literal["deleted"] = "deleted"
+    files: list[str]
