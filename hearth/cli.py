@@ -129,7 +129,7 @@ def list_models(
     from hearth.models.registry import Registry
 
     settings = _settings({"models_dir": models_dir})
-    table = Table("id", "status", "arch", "params", "quant", "ctx", "size")
+    table = Table("id", "status", "arch", "params", "quant", "ctx", "tokenizer", "template", "size")
     for e in Registry(settings.models_dir, configs=settings.models).list():
         h = e.header
         table.add_row(
@@ -139,6 +139,8 @@ def list_models(
             f"{e.n_params / 1e6:.0f}M" if h else "",
             h.quantization if h else "",
             str(h.context_length or "") if h else "",
+            (h.tokenizer or "") if h else "",
+            ("yes" if h.chat_template else "no") if h else "",
             f"{e.size_bytes / 2**20:.0f} MiB",
         )
     Console().print(table)

@@ -78,3 +78,50 @@ def corrupt(path: Path, how: str) -> Path:
         raise ValueError(how)
     path.write_bytes(bytes(data))
     return path
+
+
+def split_gguf_file(source: Path, folder: Path, stem: str, parts: int = 2) -> list[Path]:
+    """Split a real GGUF the way llama.cpp's gguf-split does: every part keeps the split.*
+    keys, the first one all the metadata, the tensors spread in order."""
+    import struct
+
+    from hearth.models.gguf_header import read_header
+
+    header = read_header(source)
+    align = int(header.metadata.get("general.alignment", 32))
+    raw = source.read_bytes()
+    kv = raw[24 : header.tensor_info_offset]
+    n_kv = len(header.metadata)
+    per = -(-len(header.tensors) // parts)
+    groups = [header.tensors[i * per : (i + 1) * per] for i in range(parts)]
+
+    def string(text: str) -> bytes:
+        return struct.pack("<Q", len(text.encode())) + text.encode()
+
+    def pad(n: int) -> int:
+        return -n % align
+
+    paths = []
+    for no, tensors in enumerate(groups):
+        split_kv = (
+            string("split.no") + struct.pack("<IH", 2, no)  # 2: uint16
+            + string("split.count") + struct.pack("<IH", 2, parts)
+            + string("split.tensors.count") + struct.pack("<Ii", 5, len(header.tensors))  # int32
+        )  # fmt: skip
+        infos, offset = b"", 0
+        for t in tensors:
+            infos += string(t.name) + struct.pack("<I", len(t.shape))
+            infos += b"".join(struct.pack("<Q", d) for d in t.shape)
+            infos += struct.pack("<IQ", t.ggml_type, offset)
+            offset += t.n_bytes + pad(t.n_bytes)
+        body = (kv if no == 0 else b"") + split_kv
+        head = struct.pack("<IIQQ", 0x46554747, 3, len(tensors), (n_kv if no == 0 else 0) + 3)
+        out = head + body + infos
+        out += bytes(pad(len(out)))
+        for t in tensors:
+            start = header.data_offset + t.offset
+            out += raw[start : start + t.n_bytes] + bytes(pad(t.n_bytes))
+        path = folder / f"{stem}-{no + 1:05d}-of-{parts:05d}.gguf"
+        path.write_bytes(out)
+        paths.append(path)
+    return paths

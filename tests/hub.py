@@ -198,13 +198,19 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that hang up mid-transfer are what the fault tests are about
+
+
 class HubServer:
     """Runs a FakeHub in a thread; use as a context manager."""
 
     def __init__(self, hub: FakeHub | None = None):
         self.hub = hub or FakeHub()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.hub))
-        self.server.daemon_threads = True
+        self.server = _QuietServer(("127.0.0.1", 0), _handler(self.hub))
         self.hub.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -82,6 +82,7 @@ class ModelConfig(BaseModel):
         return [check_model_id(a) for a in value]
 
     def model_post_init(self, _: Any) -> None:
+        """Checks that involve several fields."""
         if self.id is None and self.path is None:
             raise ValueError("a models entry needs an id, a path, or both")
         if self.chat_template is not None and self.chat_template_file is not None:

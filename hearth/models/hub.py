@@ -105,7 +105,7 @@ def resolve(
 
 def _from_url(url: str, name: str | None, sha256: str | None) -> RemoteFile:
     last = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    chosen = name or last
+    chosen = last if name is None else name if name.lower().endswith(".gguf") else name + ".gguf"
     if not chosen.lower().endswith(".gguf"):
         raise InvalidRequestError(
             "the URL does not end in a .gguf file name; give the file a name", param="name"

@@ -176,9 +176,11 @@ class ModelManager:
         return sorted(self._loaded.values(), key=lambda m: m.last_used, reverse=True)
 
     def is_loaded(self, model_id: str) -> bool:
+        """True while the model is in memory."""
         return model_id in self._loaded
 
     def is_loading(self, model_id: str | None = None) -> bool:
+        """True while that model (or, without an id, any model) is loading."""
         return bool(self._loading) if model_id is None else model_id in self._loading
 
     def loading_ids(self) -> list[str]:

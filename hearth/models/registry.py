@@ -43,6 +43,7 @@ class ModelEntry:
 
     @property
     def status(self) -> str:
+        """`invalid` (with `error` saying why) or `available`."""
         return "invalid" if self.error else "available"
 
 

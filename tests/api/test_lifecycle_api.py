@@ -245,3 +245,63 @@ async def test_no_room_is_503_with_retry_after(build: Callable[..., Any]) -> Non
         r = await c.post("/v1/chat/completions", json=chat("beta"))  # alpha is idle now: evicted
         assert r.status_code == 200
         assert list(await ps(c)) == ["beta"]
+
+
+async def test_health_and_status_show_a_lazy_load_under_way(tmp_path: Path) -> None:
+    import threading
+
+    write_tiny_gguf(tmp_path / "models" / "slow.gguf")
+    (tmp_path / "c.toml").touch()
+    settings = load_settings(
+        {"models_dir": tmp_path / "models", "config": tmp_path / "c.toml"}, environ={}
+    )
+    release = threading.Event()
+
+    def slow(entry: ModelEntry) -> FakeEngine:
+        release.wait(10)
+        return FakeEngine(entry)
+
+    app = create_app(settings, factory=slow)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
+    ):
+        asking = [asyncio.create_task(c.post("/v1/chat/completions", json=chat("slow")))
+                  for _ in range(3)]  # fmt: skip
+        for _ in range(200):
+            health = (await c.get("/health")).json()
+            if health["loading"]:
+                break
+            await asyncio.sleep(0.01)
+        assert health == {"status": "ok", "models": [], "loading": ["slow"]}
+        assert (await c.get("/v1/models/slow")).json()["hearth"]["status"] == "loading"
+        release.set()
+        assert [r.status_code for r in await asyncio.gather(*asking)] == [200, 200, 200]
+        assert (await c.get("/health")).json() == {
+            "status": "ok",
+            "models": ["slow"],
+            "loading": [],
+        }
+
+
+async def test_the_library_manages_models_without_http(tmp_path: Path) -> None:
+    from hearth import Hearth
+    from tests.hub import HubServer
+
+    write_tiny_gguf(tmp_path / "models" / "local.gguf")
+    (tmp_path / "c.toml").touch()
+    with HubServer() as hub:
+        hub.add("owner/repo", "remote.gguf", write_tiny_gguf(tmp_path / "r.gguf").read_bytes())
+        async with Hearth(
+            factory=FakeEngine,
+            models_dir=tmp_path / "models",
+            config=tmp_path / "c.toml",
+            hf_endpoint=hub.url,
+        ) as h:
+            statuses = [s.status async for s in await h.models.pull("owner/repo/remote.gguf")]
+            assert statuses[-1] == "success"
+            assert (await h.models.load("remote", keep_alive="1m")).model == "remote"
+            assert [m.name for m in h.models.ps().models] == ["remote"]
+            assert (await h.models.unload("remote")).status == "unloaded"
+            assert (await h.models.delete("remote")).files == ["remote.gguf"]
+            assert [m.id for m in h.models.list().data] == ["local"]

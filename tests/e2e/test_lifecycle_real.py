@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import STARTER_ID, RunningServer, hearth, start_server
+from tests.ggufs import split_gguf_file, write_projector
 
 pytestmark = pytest.mark.e2e
 
@@ -190,3 +191,21 @@ def test_cli_load_ps_unload_rm_against_a_running_server(
     assert "extra" not in loaded(server)
     out = hearth("ps", "--url", "http://127.0.0.1:9")
     assert out.returncode == 1 and "no Hearth server" in out.stderr
+
+
+def test_split_model_loads_from_its_first_part(tmp_path: Path, starter_model: Path) -> None:
+    models = tmp_path / "split-models"
+    models.mkdir()
+    split_gguf_file(starter_model, models, "SmolLM2-Split", parts=2)
+    write_projector(models / "mmproj-SmolLM2-Split-f16.gguf")
+    server = start_server(tmp_path, None, "--parallel", "1", models_dir=models)
+    try:
+        (listed,) = httpx.get(f"{server.url}/v1/models").json()["data"]
+        assert listed["id"] == "smollm2-split"
+        assert listed["hearth"]["files"] == 2
+        assert listed["hearth"]["projector"] == "mmproj-SmolLM2-Split-f16.gguf"
+        r = ask(server, "smollm2-split")
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"].strip()
+    finally:
+        server.stop()

@@ -3,6 +3,8 @@ cut mid-way and resumed, a wrong checksum rejected, the pulled model served."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +103,46 @@ def test_import_copies_or_links_validated_files(starter_model: Path, tmp_path: P
     ]
     listing = hearth("models", "--models-dir", str(models))
     assert "mine/starter" in listing.stdout and STARTER_ID in listing.stdout
+
+
+def test_pull_over_the_api_cancelled_by_disconnect_then_resumed(
+    hub: FakeHub, starter_model: Path, tmp_path: Path
+) -> None:
+    hub.add(REPO, starter_model.name, starter_model, stall_after=20 * 2**20)
+    hub.stall_seconds = 3
+    models = tmp_path / "models"
+    config = tmp_path / "config.toml"
+    config.write_text(f'hf_endpoint = "{hub.url}"\n')
+    server = start_server(tmp_path, None, "--parallel", "1", models_dir=models, config=config)
+    try:
+        spec = {"model": f"{REPO}/{starter_model.name}"}
+        with httpx.stream("POST", f"{server.url}/api/pull", json=spec, timeout=60) as r:
+            assert r.headers["content-type"] == "application/x-ndjson"
+            for line in r.iter_lines():
+                event = json.loads(line)
+                if event.get("completed"):
+                    break  # leaving the block closes the connection: the pull is cancelled
+        partial = models / f"{starter_model.name}.partial"
+        lock = models / f"{starter_model.name}.lock"
+        deadline = time.monotonic() + 30
+        while lock.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not lock.exists(), server.output
+        kept = partial.stat().st_size
+        assert 0 < kept < starter_model.stat().st_size
+        assert not (models / starter_model.name).exists()
+        assert httpx.get(f"{server.url}/v1/models").json()["data"] == []
+
+        r = httpx.post(f"{server.url}/api/pull", json={**spec, "stream": False}, timeout=300)
+        assert r.json() == {"status": "success", "model": STARTER_ID}
+        assert hub.ranges(starter_model.name)[-1] == f"bytes={kept}-"  # resumed, not restarted
+        assert sha256_file(models / starter_model.name) == STARTER.sha256
+        chat = {
+            "model": STARTER_ID,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 3,
+        }
+        r = httpx.post(f"{server.url}/v1/chat/completions", json=chat, timeout=120)
+        assert r.status_code == 200, r.text
+    finally:
+        server.stop()

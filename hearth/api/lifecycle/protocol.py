@@ -19,6 +19,8 @@ class ModelRequest(BaseModel):
 
 
 class LoadRequest(ModelRequest):
+    """POST /api/load."""
+
     keep_alive: KeepAliveField = None
 
     @property
@@ -28,14 +30,20 @@ class LoadRequest(ModelRequest):
 
 
 class UnloadRequest(ModelRequest):
+    """POST /api/unload; `force` unloads even while requests run (they fail)."""
+
     force: bool = False
 
 
 class DeleteRequest(ModelRequest):
+    """DELETE /api/delete; `force` deletes even while requests run."""
+
     force: bool = False
 
 
 class ProcessDetails(WireModel):
+    """What the model is, as Ollama describes it."""
+
     format: str = "gguf"
     family: str | None = None
     parameter_size: str | None = None
@@ -60,21 +68,29 @@ class ProcessModel(WireModel):
 
 
 class ProcessList(WireModel):
+    """GET /api/ps."""
+
     models: list[ProcessModel]
 
 
 class LoadResponse(WireModel):
+    """The loaded model and its state."""
+
     model: str
     status: Literal["loaded"] = "loaded"
     process: ProcessModel
 
 
 class UnloadResponse(WireModel):
+    """`unloading`: busy, it goes when its requests end."""
+
     model: str
     status: Literal["unloaded", "unloading", "not_loaded"]
 
 
 class DeleteResponse(WireModel):
+    """The files removed (a symlink is removed as a link)."""
+
     model: str
     status: Literal["deleted"] = "deleted"
     files: list[str]

@@ -22,19 +22,23 @@ router = APIRouter()
 
 @router.get("/api/ps", response_model=ProcessList)
 async def list_processes(request: Request) -> Response:
+    """Loaded models, their memory and idle timers."""
     return json_response(service.list_processes(runtime(request)))
 
 
 @router.post("/api/load", response_model=LoadResponse)
 async def load(body: LoadRequest, request: Request) -> Response:
+    """Load a model now."""
     return json_response(await service.load(runtime(request), body))
 
 
 @router.post("/api/unload", response_model=UnloadResponse)
 async def unload(body: UnloadRequest, request: Request) -> Response:
+    """Unload a model now, or when its requests end."""
     return json_response(await service.unload(runtime(request), body))
 
 
 @router.delete("/api/delete", response_model=DeleteResponse)
 async def delete(body: DeleteRequest, request: Request) -> Response:
+    """Delete a model's files."""
     return json_response(await service.delete(runtime(request), body))

@@ -21,6 +21,7 @@ class ModelDetails(WireModel):
     parameters: int | None = None
     context_length_trained: int | None = None
     has_chat_template: bool | None = None
+    tokenizer: str | None = None
     aliases: list[str] = Field(default_factory=list)
     files: int = 1  # a split model has several
     projector: str | None = None  # the multimodal projector file beside it, if any

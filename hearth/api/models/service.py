@@ -37,6 +37,7 @@ def describe(rt: Runtime, entry: ModelEntry) -> Model:
             parameters=entry.n_params if header else None,
             context_length_trained=header.context_length if header else None,
             has_chat_template=header.chat_template is not None if header else None,
+            tokenizer=header.tokenizer if header else None,
             aliases=list(entry.aliases),
             files=max(1, len(entry.parts)),
             projector=entry.projector.name if entry.projector else None,

@@ -17,6 +17,7 @@ router = APIRouter()
 
 @router.post("/api/pull", response_model=PullStatus)
 async def pull(body: PullRequest, request: Request) -> Response:
+    """Download a model; errors found while planning are plain HTTP errors."""
     rt = runtime(request)
     plan = await cancel_on_disconnect(request, service.plan(rt, body))
     if body.stream:
