@@ -149,7 +149,9 @@ def remove(
     force: Annotated[bool, typer.Option(help="Delete even if it is serving requests.")] = False,
     url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
-    models_dir: DirOption = None,
+    models_dir: Annotated[
+        Path | None, typer.Option(help="Directory of GGUF models, when no server runs.")
+    ] = None,
 ) -> None:
     """Delete a model's files: through the running server, or directly when none runs."""
     try:

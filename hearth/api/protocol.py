@@ -67,6 +67,13 @@ class SamplingRequest(OpenAIRequest):
         return keep_alive_seconds(self.keep_alive)
 
 
+def legacy_name(data: object) -> object:
+    """Ollama's older requests name the model `name`; ours call it `model`."""
+    if isinstance(data, dict) and "model" not in data and "name" in data:
+        return {**data, "model": data["name"]}
+    return data
+
+
 class WireModel(BaseModel):
     """Base of response bodies."""
 

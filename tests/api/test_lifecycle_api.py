@@ -103,7 +103,7 @@ async def test_load_ps_unload(client: httpx.AsyncClient) -> None:
     assert alpha["details"]["family"] == "llama"
     models = (await client.get("/v1/models")).json()["data"]
     assert {m["id"]: m["hearth"]["status"] for m in models}["alpha"] == "loaded"
-    r = await client.post("/api/unload", json={"model": "alpha"})
+    r = await client.post("/api/unload", json={"name": "alpha"})  # Ollama's older field
     assert r.json() == {"model": "alpha", "status": "unloaded"}
     assert await ps(client) == {}
     r = await client.post("/api/unload", json={"model": "alpha"})

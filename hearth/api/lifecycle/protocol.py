@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hearth.api.protocol import WireModel
+from hearth.api.protocol import WireModel, legacy_name
 from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
 
 
 class ModelRequest(BaseModel):
-    """A request naming one model; unknown fields are ignored, as in the OpenAI routes."""
+    """A request naming one model (Ollama's older `name` is accepted for `model`); unknown
+    fields are ignored, as in the OpenAI routes."""
 
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, max_length=512)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_name(cls, data: object) -> object:
+        return legacy_name(data)
 
 
 class LoadRequest(ModelRequest):

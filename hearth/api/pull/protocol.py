@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hearth.api.protocol import WireModel
+from hearth.api.protocol import WireModel, legacy_name
 
 
 class PullRequest(BaseModel):
@@ -23,9 +23,7 @@ class PullRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _legacy_name(cls, data: object) -> object:
-        if isinstance(data, dict) and "model" not in data and "name" in data:
-            return {**data, "model": data["name"]}
-        return data
+        return legacy_name(data)
 
 
 class PullStatus(WireModel):
