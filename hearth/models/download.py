@@ -78,7 +78,8 @@ def _resume_offset(remote: RemoteFile, target: Path) -> int:
         same = False
     if not same:
         discard_partial(target)
-    meta.write_text(json.dumps(stamp))
+    with os.fdopen(open_partial(meta), "w") as out:  # O_NOFOLLOW, like the data
+        json.dump(stamp, out)
     return partial.stat().st_size if same and partial.exists() else 0
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import STARTER_ID, RunningServer, hearth, start_server
-from tests.ggufs import split_gguf_file, write_projector
+from tests.ggufs import corrupt, split_gguf_file, write_projector, write_tiny_gguf
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +31,7 @@ def models(
     (root / starter_model.name).symlink_to(starter_model)
     (root / gemma3_model.name).symlink_to(gemma3_model)
     (root / "copy" / starter_model.name).symlink_to(starter_model)
+    corrupt(write_tiny_gguf(root / "broken.gguf"), "tensor_past_end")
     return root
 
 
@@ -93,7 +94,16 @@ def test_both_real_models_loaded_at_once_and_answering(
     statuses = {
         m["id"]: m["hearth"]["status"] for m in httpx.get(f"{server.url}/v1/models").json()["data"]
     }
-    assert statuses == {STARTER_ID: "loaded", GEMMA_ID: "loaded", COPY_ID: "available"}
+    assert statuses == {
+        STARTER_ID: "loaded",
+        GEMMA_ID: "loaded",
+        COPY_ID: "available",
+        "broken": "invalid",
+    }
+    bad = ask(server, "broken")
+    assert bad.status_code == 422
+    assert bad.json()["error"]["code"] == "invalid_model_file"
+    assert "ends at byte" in bad.json()["error"]["message"]
     # Talking to them in turn needs no reload.
     started = both[STARTER_ID]["loaded_at"]
     assert ask(server, STARTER_ID).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -134,3 +135,23 @@ def test_default_system_prompt_only_when_the_request_has_none() -> None:
     own = [{"role": "system", "content": "Mine."}, *user]
     assert with_system_prompt(own, "Be brief.") == own
     assert with_system_prompt(user, None) == user
+
+
+def test_engine_options_take_the_model_settings_over_the_servers(tmp_path: Path) -> None:
+    from hearth.models.config import ModelConfig
+    from hearth.models.registry import ModelEntry
+    from hearth.runtime import engine_options
+
+    cfg = tmp_path / "c.toml"
+    cfg.touch()
+    settings = load_settings({"config": cfg, "ctx_size": 1024, "parallel": 4}, environ={})
+    entry = ModelEntry(id="m", path=tmp_path / "m.gguf", size_bytes=0, created=0, header=None,
+                       error=None)  # fmt: skip
+    plain = engine_options(settings, entry)
+    assert (plain.ctx_size, plain.parallel, plain.gpu_layers) == (1024, 4, 0)
+    assert plain.max_output_tokens is None
+    configured = ModelConfig(id="m", ctx_size=256, parallel=2, gpu_layers=-1, max_output_tokens=9)
+    options = engine_options(settings, dataclasses.replace(entry, config=configured))
+    assert (options.ctx_size, options.parallel, options.gpu_layers) == (256, 2, -1)
+    assert options.max_output_tokens == 9
+    assert options.threads == settings.threads and options.cache_type_k == settings.cache_type_k

@@ -258,7 +258,8 @@ def test_downloads_never_write_through_a_symlink(
     (models / "linked").symlink_to(outside, target_is_directory=True)
     with pytest.raises(UnsafePath):
         pull(f"{hub.url}/files/x.gguf", models, hub, name="linked/x.gguf")
-    (models / "x.gguf.partial").symlink_to(outside / "victim")  # a stale link: removed
+    (models / "x.gguf.partial").symlink_to(outside / "victim")  # stale links: removed
+    (models / "x.gguf.partial.json").symlink_to(outside / "victim.json")
     pull(f"{hub.url}/files/x.gguf", models, hub)
     assert list(outside.iterdir()) == []
     assert (models / "x.gguf").is_file() and not (models / "x.gguf").is_symlink()
