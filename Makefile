@@ -9,6 +9,7 @@ serve: starter
 	$(BIN)/hearth serve --model $$($(BIN)/hearth starter --print-id)
 
 test: starter
+	$(BIN)/hearth starter gemma3
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: install

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hearth.cli_models import commands as model_commands
 from hearth.errors import HearthError
 
 app = typer.Typer(
@@ -83,6 +84,21 @@ def serve(
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
+    keep_alive: Annotated[
+        str | None, typer.Option(help="Idle time before a model unloads: 5m, 1h, -1 [5m].")
+    ] = None,
+    max_loaded_models: Annotated[
+        int | None, typer.Option(help="Models loaded at once; LRU idle ones make room [3].")
+    ] = None,
+    max_memory: Annotated[
+        str | None, typer.Option(help="Memory budget for loaded models: 8GiB, auto, off.")
+    ] = None,
+    model_wait_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a load waits for a busy model to idle [60].")
+    ] = None,
+    models_config: Annotated[
+        Path | None, typer.Option(help='JSON file of per-model settings {"models": [...]}.')
+    ] = None,
 ) -> None:
     """Start the server."""
     flags = {k: v for k, v in locals().items() if v is not None}
@@ -127,19 +143,25 @@ def list_models(
     from hearth.models.registry import Registry
 
     settings = _settings({"models_dir": models_dir})
-    table = Table("id", "status", "arch", "params", "quant", "ctx", "size")
-    for e in Registry(settings.models_dir).list():
+    table = Table("id", "status", "arch", "params", "quant", "ctx", "tokenizer", "template", "size")
+    for e in Registry(settings.models_dir, configs=settings.models).list():
         h = e.header
         table.add_row(
-            e.id,
+            e.id + "".join(f"\n  alias {a}" for a in e.aliases),
             e.status if not e.error else f"invalid: {e.error}",
             h.architecture if h else "",
-            f"{h.n_params / 1e6:.0f}M" if h else "",
+            f"{e.n_params / 1e6:.0f}M" if h else "",
             h.quantization if h else "",
             str(h.context_length or "") if h else "",
+            (h.tokenizer or "") if h else "",
+            ("yes" if h.chat_template else "no") if h else "",
             f"{e.size_bytes / 2**20:.0f} MiB",
         )
     Console().print(table)
+
+
+# pull, import, rm, ps, load, unload: in their own module, registered here.
+app.registered_commands.extend(model_commands.registered_commands)
 
 
 def main() -> None:

@@ -16,8 +16,20 @@ from pydantic import BaseModel, ValidationError
 from hearth.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from hearth.api.completions.protocol import Completion, CompletionRequest
 from hearth.api.generation import KeepAlive
+from hearth.api.lifecycle import service as lifecycle
+from hearth.api.lifecycle.protocol import (
+    DeleteRequest,
+    DeleteResponse,
+    LoadRequest,
+    LoadResponse,
+    ProcessList,
+    UnloadRequest,
+    UnloadResponse,
+)
 from hearth.api.models.protocol import Model, ModelList
 from hearth.api.models.service import get_model, list_models
+from hearth.api.pull import service as pulling
+from hearth.api.pull.protocol import PullRequest, PullStatus
 from hearth.errors import InvalidRequestError
 from hearth.models.manager import EngineFactory
 from hearth.runtime import Runtime, build_runtime
@@ -82,6 +94,31 @@ class _Models:
 
     def retrieve(self, model: str) -> Model:
         return get_model(self._rt, model)
+
+    def ps(self) -> ProcessList:
+        """The loaded models, their memory and idle timers (as GET /api/ps)."""
+        return lifecycle.list_processes(self._rt)
+
+    async def load(self, model: str, keep_alive: str | float | None = None) -> LoadResponse:
+        """Load now; keep_alive as in a request ('5m', 0, -1)."""
+        request = _request(LoadRequest, {"model": model, "keep_alive": keep_alive})
+        return await lifecycle.load(self._rt, request)
+
+    async def unload(self, model: str, *, force: bool = False) -> UnloadResponse:
+        """Unload now, or once its requests end (force: now anyway)."""
+        request = _request(UnloadRequest, {"model": model, "force": force})
+        return await lifecycle.unload(self._rt, request)
+
+    async def delete(self, model: str, *, force: bool = False) -> DeleteResponse:
+        """Remove the model's files from the models directory."""
+        request = _request(DeleteRequest, {"model": model, "force": force})
+        return await lifecycle.delete(self._rt, request)
+
+    async def pull(self, model: str, **fields: Any) -> AsyncIterator[PullStatus]:
+        """Download a model (as POST /api/pull): progress objects, the last one `success`."""
+        request = _request(PullRequest, {"model": model, **fields})
+        plan = await pulling.plan(self._rt, request)
+        return pulling.progress(self._rt, plan)
 
 
 class Hearth:

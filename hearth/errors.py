@@ -115,3 +115,61 @@ class MethodNotAllowed(HearthError):
     status_code = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class UnsafePath(InvalidRequestError):
+    """A name that would reach outside the models directory, or write through a symlink."""
+
+    code = "unsafe_path"
+
+
+class Conflict(HearthError):
+    """The request clashes with the current state (a busy model, a file already there)."""
+
+    status_code = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class ModelBusy(Conflict):
+    """The model is serving requests; the operation needs `force`."""
+
+    code = "model_busy"
+
+
+class AlreadyExists(Conflict):
+    """A model file of that name is already in the models directory."""
+
+    code = "already_exists"
+
+
+class NoCapacity(ServiceUnavailable):
+    """Every loaded model is busy and there is no room to load another one in time."""
+
+    code = "model_capacity_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int = 5):
+        super().__init__(message, param="model")
+        self.retry_after = retry_after
+
+
+class DownloadError(HearthError):
+    """A download failed: the remote end, the network, or the file it sent."""
+
+    status_code = 502
+    type = "server_error"
+    code = "download_failed"
+
+
+class RemoteNotFound(NotFoundError):
+    """The repository, file or quantization asked for does not exist remotely."""
+
+    code = "remote_not_found"
+
+
+class InsufficientStorage(HearthError):
+    """Not enough free disk space for a download or an import."""
+
+    status_code = 507
+    type = "server_error"
+    code = "insufficient_storage"

@@ -4,47 +4,79 @@ the services. The HTTP app and the in-process library both sit on one of these."
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hearth.api.chat.service import ChatCompletionsService
 from hearth.api.completions.service import CompletionsService
 from hearth.engine.base import resolve_ctx_size
 from hearth.errors import ConfigError, ModelNotFound
-from hearth.models.manager import EngineFactory, ModelManager
+from hearth.models.manager import EngineFactory, ModelManager, Policy
+from hearth.models.memory import estimate_bytes
 from hearth.models.registry import ModelEntry, Registry
 from hearth.settings import Settings
+
+if TYPE_CHECKING:
+    from hearth.engine.llamacpp.engine import EngineOptions
+
+
+def engine_options(settings: Settings, entry: ModelEntry) -> EngineOptions:
+    """How to load one model: its `[[models]]` settings over the server-wide ones."""
+    from hearth.engine.llamacpp.engine import EngineOptions
+
+    cfg = entry.config
+    gpu_layers = cfg.gpu_layers if cfg and cfg.gpu_layers is not None else None
+    return EngineOptions(
+        ctx_size=(cfg.ctx_size if cfg else None) or settings.ctx_size,
+        parallel=(cfg.parallel if cfg else None) or settings.parallel,
+        threads=settings.threads,
+        threads_batch=settings.threads_batch,
+        batch_size=settings.batch_size,
+        ubatch_size=settings.ubatch_size,
+        gpu_layers=settings.effective_gpu_layers if gpu_layers is None else gpu_layers,
+        flash_attn=settings.flash_attn,
+        cache_type_k=settings.cache_type_k,
+        cache_type_v=settings.cache_type_v,
+        kv_unified=settings.kv_unified,
+        cache_ram_mib=settings.cache_ram,
+        speculative=settings.effective_speculative,
+        draft_max=settings.draft_max,
+        draft_model=settings.draft_model,
+        max_output_tokens=cfg.max_output_tokens if cfg else None,
+    )
 
 
 def llamacpp_factory(settings: Settings) -> EngineFactory:
     """Builds llama.cpp engines with the server's settings (llama_cpp is imported lazily)."""
 
     def build(entry: ModelEntry) -> object:
-        from hearth.engine.llamacpp.engine import EngineOptions, LlamaCppEngine
+        from hearth.engine.llamacpp.engine import LlamaCppEngine
 
-        return LlamaCppEngine(
-            entry.id,
-            entry.path,
-            EngineOptions(
-                ctx_size=settings.ctx_size,
-                parallel=settings.parallel,
-                threads=settings.threads,
-                threads_batch=settings.threads_batch,
-                batch_size=settings.batch_size,
-                ubatch_size=settings.ubatch_size,
-                gpu_layers=settings.effective_gpu_layers,
-                flash_attn=settings.flash_attn,
-                cache_type_k=settings.cache_type_k,
-                cache_type_v=settings.cache_type_v,
-                kv_unified=settings.kv_unified,
-                cache_ram_mib=settings.cache_ram,
-                speculative=settings.effective_speculative,
-                draft_max=settings.draft_max,
-                draft_model=settings.draft_model,
-            ),
-        )
+        return LlamaCppEngine(entry.id, entry.path, engine_options(settings, entry))
 
     return build  # type: ignore[return-value]
+
+
+def memory_estimator(settings: Settings) -> Callable[[ModelEntry], int]:
+    """Estimated bytes a model takes once loaded with its effective settings."""
+
+    def estimate(entry: ModelEntry) -> int:
+        cfg = entry.config
+        trained = entry.header.context_length if entry.header else None
+        return estimate_bytes(
+            entry.header,
+            entry.size_bytes,
+            ctx_size=resolve_ctx_size(
+                (cfg.ctx_size if cfg else None) or settings.ctx_size, trained
+            ),
+            parallel=(cfg.parallel if cfg else None) or settings.parallel,
+            cache_type_k=settings.cache_type_k,
+            cache_type_v=settings.cache_type_v,
+        )
+
+    return estimate
 
 
 @dataclass
@@ -56,15 +88,24 @@ class Runtime:
     completions: CompletionsService
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    preloaded: bool = False  # the start-up models have loaded (they may unload later)
 
     def context_window(self, entry: ModelEntry) -> int:
         """The context one request may use for this model, loaded or not."""
         trained = entry.header.context_length if entry.header else None
-        return resolve_ctx_size(self.settings.ctx_size, trained)
+        configured = entry.config.ctx_size if entry.config else None
+        return resolve_ctx_size(configured or self.settings.ctx_size, trained)
+
+    def max_output_tokens(self, entry: ModelEntry) -> int:
+        """The most tokens one answer may have: the configured cap, else the whole context."""
+        window = self.context_window(entry)
+        configured = entry.config.max_output_tokens if entry.config else None
+        return min(configured, window) if configured else window
 
 
 def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> Runtime:
-    registry = Registry(settings.models_dir)
+    """Registry, model manager and services for these settings."""
+    registry = Registry(settings.models_dir, configs=settings.models)
     preload = []
     for name in settings.model:
         path = Path(name).expanduser()
@@ -84,7 +125,16 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         registry,
         factory or llamacpp_factory(settings),
         chat_template_file=settings.chat_template_file,
+        policy=Policy(
+            max_loaded=settings.max_loaded_models,
+            memory_budget=settings.memory_budget,
+            keep_alive=settings.keep_alive_seconds,
+            wait_timeout=settings.model_wait_timeout,
+        ),
+        estimate=memory_estimator(settings),
     )
+    for model_id in preload:
+        models.keep_forever(model_id)
     return Runtime(
         settings=settings,
         registry=registry,

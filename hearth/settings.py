@@ -16,6 +16,9 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hearth.errors import ConfigError
+from hearth.models.config import ModelConfig, parse_models, read_models_file
+from hearth.models.keepalive import DEFAULT_KEEP_ALIVE, KeepAliveValue, parse_keep_alive
+from hearth.models.memory import memory_budget
 
 APP_NAME = "hearth"
 
@@ -24,10 +27,12 @@ LEGACY_ENV = {
     "port": "LLM_SERVER_PORT",
     "models_dir": "LLM_MODELS_DIR",
     "use_gpu": "LLM_USE_GPU",
+    # huggingface_hub's own variable, so `hearth pull` follows a mirror the user set up.
+    "hf_endpoint": "HF_ENDPOINT",
 }
 
 LIST_FIELDS = {"model", "cors_origins"}
-FILE_SECTIONS = {"models"}
+FILE_ONLY = {"models"}  # tables of the config file, never flags or environment variables
 
 
 def default_models_dir() -> Path:
@@ -71,11 +76,43 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     config: Path | None = None
+    # -- model lifecycle --
+    keep_alive: KeepAliveValue = DEFAULT_KEEP_ALIVE
+    max_loaded_models: int = Field(3, ge=1, le=64)
+    max_memory: str = "auto"
+    model_wait_timeout: float = Field(60.0, ge=0)
+    models_config: Path | None = None
+    models: list[ModelConfig] = Field(default_factory=list)
+    hf_endpoint: str | None = None
 
-    @field_validator("models_dir", "chat_template_file", "config", "draft_model", mode="after")
+    @field_validator(
+        "models_dir", "chat_template_file", "config", "models_config", "draft_model", mode="after"
+    )
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("keep_alive", mode="after")
+    @classmethod
+    def _keep_alive(cls, value: KeepAliveValue) -> KeepAliveValue:
+        parse_keep_alive(value)
+        return value
+
+    @field_validator("max_memory", mode="after")
+    @classmethod
+    def _max_memory(cls, value: str) -> str:
+        memory_budget(value)
+        return value
+
+    @property
+    def keep_alive_seconds(self) -> float:
+        """The server's default keep-alive in seconds (math.inf: never unload)."""
+        return parse_keep_alive(self.keep_alive)
+
+    @property
+    def memory_budget(self) -> int | None:
+        """Bytes loaded models may take together; None: no limit."""
+        return memory_budget(self.max_memory)
 
     @property
     def effective_speculative(self) -> Literal["none", "ngram", "draft"]:
@@ -95,6 +132,8 @@ class Settings(BaseModel):
 def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in Settings.model_fields:
+        if name in FILE_ONLY:
+            continue
         raw = environ.get(f"HEARTH_{name.upper()}")
         if raw is None and name in LEGACY_ENV:
             raw = environ.get(LEGACY_ENV[name])
@@ -117,8 +156,11 @@ def _file_values(path: Path, required: bool) -> dict[str, Any]:
             data = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    # Server settings sit at the top level; [[models]] entries belong to the registry.
-    return {k.replace("-", "_"): v for k, v in data.items() if k not in FILE_SECTIONS}
+    # Server settings sit at the top level; [[models]] entries are per-model settings.
+    values = {k.replace("-", "_"): v for k, v in data.items() if k != "models"}
+    if "models" in data:
+        values["models"] = parse_models(data["models"], path.parent, path)
+    return values
 
 
 def load_settings(
@@ -132,6 +174,9 @@ def load_settings(
     config_path = Path(explicit).expanduser() if explicit else default_config_file()
     merged = {**_file_values(config_path, required=bool(explicit)), **env_values, **flags}
     merged["config"] = config_path
+    models_file = merged.get("models_config")
+    if models_file:
+        merged["models"] = [*merged.get("models", []), *read_models_file(Path(models_file))]
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:

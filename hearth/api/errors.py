@@ -55,7 +55,8 @@ def validation_error(exc: RequestValidationError) -> InvalidRequestError:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_hearth_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HearthError)
-        headers = {"retry-after": "5"} if exc.status_code == 503 else None
+        retry_after = getattr(exc, "retry_after", 5)
+        headers = {"retry-after": str(retry_after)} if exc.status_code == 503 else None
         return error_response(exc, headers)
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:

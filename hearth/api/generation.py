@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from hearth.api.protocol import (
     ChatCompletionTokenLogprob,
@@ -33,14 +34,21 @@ KEEP_ALIVE = KeepAlive()
 
 
 def resolve_sampling(
-    fields: SamplingRequest, model_defaults: Mapping[str, float | int], n_vocab: int
+    fields: SamplingRequest,
+    model_defaults: Mapping[str, float | int],
+    n_vocab: int,
+    configured: Mapping[str, float | int] | None = None,
 ) -> SamplingParams:
-    """Request value, else the model's recommendation (from its GGUF), else the server default."""
+    """Request value, else the model's configured default (`[[models]]` sampling), else its
+    recommendation (from its GGUF), else the server default."""
     base = SERVER_SAMPLING_DEFAULTS
+    configured = configured or {}
 
     def pick(name: str, value: float | int | None) -> float:
         if value is not None:
             return value
+        if name in configured:
+            return configured[name]
         if name in model_defaults:
             return model_defaults[name]
         return float(getattr(base, name))
@@ -57,6 +65,15 @@ def resolve_sampling(
         seed=fields.seed,
         logit_bias=parse_logit_bias(fields.logit_bias, n_vocab),
     )
+
+
+def with_system_prompt(
+    messages: list[dict[str, Any]], system_prompt: str | None
+) -> list[dict[str, Any]]:
+    """The model's default system prompt goes first when the request brings none."""
+    if system_prompt is None or any(m.get("role") in ("system", "developer") for m in messages):
+        return messages
+    return [{"role": "system", "content": system_prompt}, *messages]
 
 
 def parse_logit_bias(

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
+
 log = logging.getLogger("hearth.api")
 
 
@@ -54,10 +56,24 @@ class SamplingRequest(OpenAIRequest):
     ignore_eos: bool | None = None
     speculative: Literal["none", "ngram", "draft"] | None = None
     draft_max: int | None = Field(None, ge=1, le=64)
+    # -- Hearth extension (Ollama's meaning): how long the model stays loaded after this --
+    keep_alive: KeepAliveField = None
 
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def keep_alive_seconds(self) -> float | None:
+        """The request's keep_alive in seconds (math.inf: forever), or None when unset."""
+        return keep_alive_seconds(self.keep_alive)
+
+
+def legacy_name(data: object) -> object:
+    """Ollama's older requests name the model `name`; ours call it `model`."""
+    if isinstance(data, dict) and "model" not in data and "name" in data:
+        return {**data, "model": data["name"]}
+    return data
 
 
 class WireModel(BaseModel):

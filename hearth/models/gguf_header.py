@@ -75,6 +75,7 @@ class GGUFHeader:
     version: int
     file_size: int
     data_offset: int
+    tensor_info_offset: int = 0  # where the tensor infos start, right after the metadata
     metadata: dict[str, Any] = field(default_factory=dict)
     array_lengths: dict[str, int] = field(default_factory=dict)
     tensors: list[TensorInfo] = field(default_factory=list)
@@ -95,6 +96,12 @@ class GGUFHeader:
     @property
     def chat_template(self) -> str | None:
         value = self.metadata.get("tokenizer.chat_template")
+        return value if isinstance(value, str) else None
+
+    @property
+    def tokenizer(self) -> str | None:
+        """The tokenizer family llama.cpp uses (gpt2, llama, ...), from tokenizer.ggml.model."""
+        value = self.metadata.get("tokenizer.ggml.model")
         return value if isinstance(value, str) else None
 
     @property
@@ -234,10 +241,15 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
         key = cur.string(f"metadata key #{i}")
         vtype = cur.u32(f"type of {key}")
         header.metadata[key] = _value(cur, vtype, key, header)
+    header.tensor_info_offset = cur.pos
 
     infos: list[tuple[str, tuple[int, ...], int, int]] = []
+    names: set[str] = set()
     for i in range(n_tensors):
         name = cur.string(f"name of tensor #{i}")
+        if name in names:
+            raise GGUFError(f"tensor {name!r} appears twice")
+        names.add(name)
         n_dims = cur.u32(f"dimensions of {name}")
         if not 1 <= n_dims <= MAX_DIMS:
             raise GGUFError(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")

@@ -1,50 +1,82 @@
-"""The registry: which models exist, under which ids, with their header metadata.
+"""The registry: which models exist, under which ids and aliases, with their header metadata.
 
-Ids are derived from file names (lower-cased, without .gguf; a sub-directory becomes a prefix),
-so they stay stable across restarts. Headers are read once per (size, mtime) of a file."""
+Models come from a recursive scan of the models directory, from `[[models]]` config entries and
+from `--model PATH`. Ids are derived from file names, so they stay stable across restarts; two
+models that would share an id are told apart by a numeric suffix, in a fixed order (configured
+ids first, then by path). Headers are read once per (size, mtime) of each file."""
 
 from __future__ import annotations
 
+import builtins
+import logging
+import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hearth.errors import InvalidModelFile, ModelNotFound
+from hearth.models.config import ModelConfig
 from hearth.models.gguf_header import GGUFHeader, read_header
+from hearth.models.scan import FoundModel, group_files, model_id_for, projector_for, walk_gguf
+from hearth.models.validate import found_at, split_problem
+
+log = logging.getLogger("hearth.models")
+
+__all__ = ["ModelEntry", "Registry", "model_id_for"]
 
 
 @dataclass(frozen=True, slots=True)
 class ModelEntry:
-    """One model the server can serve."""
+    """One model the server can serve (or could, were its file not broken)."""
 
     id: str
-    path: Path
+    path: Path  # what llama.cpp loads: the file, or a split model's first part
     size_bytes: int
     created: int
     header: GGUFHeader | None
-    error: str | None  # why the file is unusable, when it is
+    error: str | None  # why the model is unusable, when it is
+    parts: tuple[Path, ...] = ()
+    config: ModelConfig | None = None
+    aliases: tuple[str, ...] = ()
+    projector: Path | None = None
+    n_params: int = 0
 
     @property
     def status(self) -> str:
+        """`invalid` (with `error` saying why) or `available`."""
         return "invalid" if self.error else "available"
 
 
-def model_id_for(path: Path, root: Path | None) -> str:
-    """A readable, stable id for a file: its name without .gguf, under its folder if any."""
-    rel = path.relative_to(root) if root is not None and path.is_relative_to(root) else None
-    parts = list(rel.parts) if rel is not None else [path.name]
-    parts[-1] = parts[-1].removesuffix(".gguf")
-    return "/".join(parts).lower()
+@dataclass(slots=True)
+class _Candidate:
+    found: FoundModel
+    config: ModelConfig | None = None
+    from_dir: bool = True
+    problem: str | None = None  # known wrong before any header is read
+    extra_aliases: list[str] = field(default_factory=list)
 
 
 class Registry:
-    """Models in the models directory plus those named explicitly at start-up."""
+    """Models in the models directory, in the config, and named explicitly at start-up."""
 
-    def __init__(self, models_dir: Path, extra: list[Path] | None = None):
+    def __init__(
+        self,
+        models_dir: Path,
+        extra: list[Path] | None = None,
+        configs: list[ModelConfig] | None = None,
+    ):
         self.models_dir = models_dir
         self.extra = list(extra or [])
+        self.configs = list(configs or [])
         self._lock = threading.Lock()
         self._headers: dict[Path, tuple[tuple[int, int], GGUFHeader | None, str | None]] = {}
+        self._snapshot: dict[str, ModelEntry] = {}
+        self._aliases: dict[str, str] = {}
+        self._warned: set[str] = set()
+
+    def root(self) -> Path:
+        """The models directory, resolved (it may itself be a symlink the user made)."""
+        return self.models_dir.expanduser().resolve()
 
     def add_path(self, path: Path) -> ModelEntry:
         """Register a file outside the models directory (from --model PATH)."""
@@ -53,35 +85,60 @@ class Registry:
             raise ModelNotFound(str(path))
         if path not in self.extra:
             self.extra.append(path)
-        return self._entry(path, None if not path.is_relative_to(self._root()) else self._root())
+        for entry in self.list():
+            if entry.path == path or (entry.parts and entry.parts[0].resolve() == path):
+                return entry
+        raise ModelNotFound(str(path))  # pragma: no cover - a file that vanished meanwhile
 
-    def _root(self) -> Path:
-        return self.models_dir.expanduser().resolve()
+    # -- listing --------------------------------------------------------------------------------
 
-    def list(self) -> list[ModelEntry]:
+    def list(self) -> builtins.list[ModelEntry]:
         """Every model, sorted by id. Files that fail validation are listed as invalid."""
-        entries: dict[str, ModelEntry] = {}
-        root = self._root()
-        files = sorted(root.rglob("*.gguf")) if root.is_dir() else []
-        for path in files:
-            if path.is_file():
-                entry = self._entry(path, root)
-                entries.setdefault(entry.id, entry)
-        for path in self.extra:
-            if path.is_file():
-                entry = self._entry(path, root if path.is_relative_to(root) else None)
-                entries.setdefault(entry.id, entry)
-        return sorted(entries.values(), key=lambda e: e.id)
+        entries = self._scan()
+        ids = {e.id for e in entries}
+        aliases: dict[str, str] = {}
+        for entry in entries:
+            for alias in entry.aliases:
+                if alias in ids or alias in aliases:
+                    self._warn_once(alias, f"alias {alias!r} of {entry.id} is already taken")
+                    continue
+                aliases[alias] = entry.id
+        with self._lock:
+            self._snapshot = {e.id: e for e in entries}
+            self._aliases = aliases
+        return entries
+
+    def projectors(self) -> builtins.list[Path]:
+        """Multimodal projector files found in the models directory (not models themselves)."""
+        root = self.root()
+        return group_files(walk_gguf(root), root)[1] if root.is_dir() else []
 
     def get(self, model: str) -> ModelEntry:
-        """The entry for an id (case-insensitive); unknown ids are a 404, never a fallback."""
+        """The entry for an id or alias (case-insensitive); unknown names are a 404, never a
+        fallback. Names are only compared with known ids: none ever becomes a path."""
         wanted = model.strip().lower()
-        for entry in self.list():
-            if entry.id == wanted:
-                return entry
-        raise ModelNotFound(model)
+        with self._lock:
+            entry = self._lookup(wanted)
+        if entry is None or not entry.path.exists():
+            self.list()
+            with self._lock:
+                entry = self._lookup(wanted)
+        if entry is None:
+            raise ModelNotFound(model)
+        return entry
+
+    def resolve_id(self, model: str) -> str:
+        """The id an id or alias stands for, without touching the disk when it is known."""
+        wanted = model.strip().lower()
+        with self._lock:
+            if wanted in self._snapshot:
+                return wanted
+            if wanted in self._aliases:
+                return self._aliases[wanted]
+        return self.get(model).id
 
     def usable(self, model: str) -> ModelEntry:
+        """The entry, if its files passed validation; else a 422 naming the problem."""
         entry = self.get(model)
         if entry.error:
             raise InvalidModelFile(
@@ -89,16 +146,104 @@ class Registry:
             )
         return entry
 
-    def _entry(self, path: Path, root: Path | None) -> ModelEntry:
-        st = path.stat()
-        header, error = self._header(path, (st.st_size, st.st_mtime_ns))
+    def _lookup(self, wanted: str) -> ModelEntry | None:
+        entry = self._snapshot.get(wanted)
+        if entry is None and wanted in self._aliases:
+            entry = self._snapshot.get(self._aliases[wanted])
+        return entry
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", message)
+
+    # -- scanning -------------------------------------------------------------------------------
+
+    def _scan(self) -> builtins.list[ModelEntry]:
+        root = self.root()
+        found, projectors = group_files(walk_gguf(root) if root.is_dir() else [], root)
+        candidates = [_Candidate(f) for f in found]
+        by_real: dict[str, _Candidate] = {}
+        for c in candidates:
+            by_real.setdefault(os.path.realpath(c.found.path), c)
+        for cfg in self.configs:
+            self._attach(cfg, candidates, by_real)
+        for path in self.extra:
+            if os.path.realpath(path) not in by_real and path.is_file():
+                candidate = _Candidate(found_at(path, None), from_dir=False)
+                by_real[os.path.realpath(path)] = candidate
+                candidates.append(candidate)
+        entries = []
+        for model_id, candidate in _assign_ids(candidates):
+            entry = self._entry(model_id, candidate, projectors)
+            if entry.header is not None and entry.header.architecture == "clip":
+                continue  # a projector under a name without 'mmproj'
+            entries.append(entry)
+        return sorted(entries, key=lambda e: e.id)
+
+    def _attach(
+        self,
+        cfg: ModelConfig,
+        candidates: builtins.list[_Candidate],
+        by_real: dict[str, _Candidate],
+    ) -> None:
+        """Join a config entry to the file it names, or add it as a model of its own."""
+        if cfg.path is None:
+            match = next((c for c in candidates if c.found.base_id == cfg.id and c.from_dir), None)
+            if match is not None:
+                match.config = cfg
+                return
+            assert cfg.id is not None
+            candidate = _Candidate(FoundModel(cfg.id, (), 1), cfg, from_dir=False)
+            candidate.problem = "no file with this id in the models directory, and no path given"
+            candidates.append(candidate)
+            return
+        path = cfg.path
+        match = by_real.get(os.path.realpath(path))
+        if match is not None and match.config is None:
+            match.config = cfg
+            return
+        candidate = _Candidate(found_at(path, cfg.id), cfg, from_dir=False)
+        if not path.is_file():
+            candidate.problem = f"file not found: {path}"
+        candidates.append(candidate)
+        by_real.setdefault(os.path.realpath(path), candidate)
+
+    def _entry(self, model_id: str, c: _Candidate, projectors: builtins.list[Path]) -> ModelEntry:
+        found = c.found
+        headers: builtins.list[GGUFHeader] = []
+        problem = c.problem
+        size, created = 0, 0
+        for i, part in enumerate(found.parts if problem is None else ()):
+            try:
+                st = part.stat()
+            except OSError as exc:
+                problem = f"cannot read {part.name}: {exc.strerror}"
+                break
+            size += st.st_size
+            created = created or int(st.st_mtime)
+            header, error = self._header(part, (st.st_size, st.st_mtime_ns))
+            if error is not None or header is None:
+                problem = f"part {i + 1} ({part.name}): {error}" if found.split_count > 1 else error
+                break
+            headers.append(header)
+        if problem is None:
+            problem = split_problem(found, headers)
+        header = headers[0] if headers and problem is None else None
+        aliases = tuple(c.config.aliases) if c.config else ()
+        shown = c.config.path if c.config and c.config.path else Path(model_id)
         return ModelEntry(
-            id=model_id_for(path, root),
-            path=path,
-            size_bytes=st.st_size,
-            created=int(st.st_mtime),
+            id=model_id,
+            path=found.path if found.parts else shown,
+            size_bytes=size,
+            created=created,
             header=header,
-            error=error,
+            error=problem,
+            parts=found.parts,
+            config=c.config,
+            aliases=aliases,
+            projector=projector_for(found.path, projectors) if found.parts else None,
+            n_params=sum(t.n_elements for h in headers for t in h.tensors) if header else 0,
         )
 
     def _header(self, path: Path, stamp: tuple[int, int]) -> tuple[GGUFHeader | None, str | None]:
@@ -114,3 +259,28 @@ class Registry:
         with self._lock:
             self._headers[path] = (stamp, header, error)
         return header, error
+
+
+def _assign_ids(candidates: list[_Candidate]) -> list[tuple[str, _Candidate]]:
+    """Distinct ids: configured ids first, then by path; a clash gets '-2', '-3'..."""
+
+    def wanted(c: _Candidate) -> str:
+        return c.config.id if c.config and c.config.id else c.found.base_id
+
+    ordered = sorted(
+        candidates,
+        key=lambda c: (not (c.config and c.config.id), str(c.found.path) if c.found.parts else ""),
+    )
+    reserved = {wanted(c) for c in candidates}
+    taken: set[str] = set()
+    out = []
+    for c in ordered:
+        model_id = wanted(c)
+        if model_id in taken:
+            n = 2
+            while f"{model_id}-{n}" in taken or f"{model_id}-{n}" in reserved:
+                n += 1
+            model_id = f"{model_id}-{n}"
+        taken.add(model_id)
+        out.append((model_id, c))
+    return out

@@ -24,6 +24,7 @@ async def test_models_list_and_retrieve(client: httpx.AsyncClient) -> None:
     assert model["hearth"]["quantization"] == "F32"
     assert model["hearth"]["architecture"] == "llama"
     assert model["hearth"]["parameters"] == 128
+    assert model["hearth"]["has_chat_template"] is False
 
     await client.post("/v1/chat/completions", json=chat_body(max_tokens=1))
     r = await client.get(f"/v1/models/{FAKE_ID}")
@@ -79,4 +80,4 @@ async def test_health_is_503_while_a_start_up_model_loads(tmp_path) -> None:  # 
             if r.status_code == 200:
                 break
             await asyncio.sleep(0.05)
-        assert r.json() == {"status": "ok", "models": ["slow"]}
+        assert r.json() == {"status": "ok", "models": ["slow"], "loading": []}

@@ -54,10 +54,18 @@ class RunningServer:
                 self.process.wait()
 
 
-def start_server(tmp: Path, model: Path, *args: str, wait_ready: bool = True) -> RunningServer:
+def start_server(
+    tmp: Path,
+    model: Path | None,
+    *args: str,
+    wait_ready: bool = True,
+    models_dir: Path | None = None,
+    config: Path | None = None,
+) -> RunningServer:
+    """`hearth serve` on a free port; `model` (if any) loads at start."""
     port = free_port()
     log = tmp / f"server-{port}.log"
-    models_dir = tmp / "models"
+    models_dir = models_dir or tmp / "models"
     models_dir.mkdir(exist_ok=True)
     cmd = [
         sys.executable,
@@ -68,19 +76,32 @@ def start_server(tmp: Path, model: Path, *args: str, wait_ready: bool = True) ->
         str(port),
         "--models-dir",
         str(models_dir),
-        "--model",
-        str(model),
+        *(["--model", str(model)] if model is not None else []),
         *args,
     ]
-    env = {**os.environ, "HEARTH_CONFIG": str(tmp / "absent.toml")}
+    if config is None:
+        config = tmp / "absent.toml"
+        config.touch()
+    env = {**os.environ, "HEARTH_CONFIG": str(config)}
     env.pop("HEARTH_API_KEY", None)
-    (tmp / "absent.toml").touch()
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     server = RunningServer(proc, f"http://127.0.0.1:{port}", log)
     if wait_ready:
         wait_healthy(server)
     return server
+
+
+def hearth(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a subprocess, away from any user config file."""
+    empty = Path(__file__).with_name("empty-config.toml")
+    return subprocess.run(
+        [sys.executable, "-m", "hearth", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "HEARTH_CONFIG": str(empty), **env},
+        timeout=300,
+    )
 
 
 def wait_healthy(server: RunningServer, timeout: float = 120) -> None:

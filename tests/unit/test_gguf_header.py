@@ -15,6 +15,7 @@ def test_reads_starter_model_metadata(starter_model: Path) -> None:
     assert 130_000_000 < h.n_params < 140_000_000
     assert h.chat_template and "im_start" in h.chat_template
     assert h.array_lengths["tokenizer.ggml.tokens"] == 49152
+    assert h.tokenizer == "gpt2"
 
 
 def test_empty_file(tmp_path: Path) -> None:

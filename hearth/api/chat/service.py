@@ -28,6 +28,7 @@ from hearth.api.generation import (
     resolve_sampling,
     wire_logprobs,
     wire_usage,
+    with_system_prompt,
 )
 from hearth.engine.base import (
     ChoiceFinished,
@@ -84,16 +85,19 @@ class ChatCompletionsService:
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk | KeepAlive]:
         """A completion, or (stream=True) an iterator of chunks. Bad requests raise here,
         before anything streams."""
-        prepared = await self.prepare(request)
-        if request.stream:
-            return self._stream(prepared)
-        return await self._complete(prepared)
+        # The lease keeps the model loaded until the answer (or the stream) is over.
+        async with self.models.use(request.model, request.keep_alive_seconds) as lease:
+            prepared = await self.prepare(request)
+            if request.stream:
+                return lease.hold(self._stream(prepared))
+            return await self._complete(prepared)
 
     async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
         model = await self.models.get(request.model)
         engine = model.engine
         info = engine.info
-        text = model.template.render(template_messages(request.messages))
+        messages = with_system_prompt(template_messages(request.messages), model.system_prompt)
+        text = model.template.render(messages)
         # Templates that write the BOS token themselves must not get a second one.
         add_special = not (info.bos_token and text.startswith(info.bos_token))
         tokens = engine.tokenize(text, add_special=add_special)
@@ -101,6 +105,7 @@ class ChatCompletionsService:
             request,
             info.sampling_defaults,
             info.n_vocab,
+            configured=model.sampling,
         )
         if request.top_logprobs is not None and not request.logprobs:
             raise InvalidRequestError("top_logprobs requires logprobs=true", param="top_logprobs")

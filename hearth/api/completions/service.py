@@ -83,10 +83,12 @@ class CompletionsService:
     async def create(
         self, request: CompletionRequest
     ) -> Completion | AsyncIterator[Completion | KeepAlive]:
-        prepared = await self.prepare(request)
-        if request.stream:
-            return self._stream(prepared)
-        return await self._complete(prepared)
+        # The lease keeps the model loaded until the answer (or the stream) is over.
+        async with self.models.use(request.model, request.keep_alive_seconds) as lease:
+            prepared = await self.prepare(request)
+            if request.stream:
+                return lease.hold(self._stream(prepared))
+            return await self._complete(prepared)
 
     async def prepare(self, request: CompletionRequest) -> PreparedCompletion:
         model = await self.models.get(request.model)
@@ -104,6 +106,7 @@ class CompletionsService:
             request,
             info.sampling_defaults,
             info.n_vocab,
+            configured=model.sampling,
         )
         stop = normalize_stop(request.stop)
         generations = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from hearth.api.protocol import WireModel
 
 
@@ -19,6 +21,14 @@ class ModelDetails(WireModel):
     parameters: int | None = None
     context_length_trained: int | None = None
     has_chat_template: bool | None = None
+    tokenizer: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    files: int = 1  # a split model has several
+    projector: str | None = None  # the multimodal projector file beside it, if any
+    # while loaded: requests using it, estimated memory, and when it unloads if left idle
+    active_requests: int = 0
+    memory_bytes: int | None = None
+    expires_at: int | None = None
 
 
 class Model(WireModel):

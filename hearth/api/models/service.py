@@ -10,22 +10,23 @@ from hearth.runtime import Runtime
 
 
 def describe(rt: Runtime, entry: ModelEntry) -> Model:
+    """The wire form of a registry entry, with its lifecycle state."""
     header = entry.header
     status: Literal["loaded", "loading", "available", "invalid"]
-    if entry.error:
-        status = "invalid"
-    elif rt.models.is_loaded(entry.id):
+    loaded = next((m for m in rt.models.loaded() if m.entry.id == entry.id), None)
+    if loaded is not None:
         status = "loaded"
+    elif entry.error:
+        status = "invalid"
     elif rt.models.is_loading(entry.id):
         status = "loading"
     else:
         status = "available"
-    window = rt.context_window(entry)
     return Model(
         id=entry.id,
         created=entry.created,
-        context_window=window,
-        max_output_tokens=window,
+        context_window=rt.context_window(entry),
+        max_output_tokens=rt.max_output_tokens(entry),
         hearth=ModelDetails(
             status=status,
             error=entry.error or rt.models.load_errors.get(entry.id),
@@ -33,16 +34,25 @@ def describe(rt: Runtime, entry: ModelEntry) -> Model:
             size_bytes=entry.size_bytes,
             quantization=header.quantization if header else None,
             architecture=header.architecture if header else None,
-            parameters=header.n_params if header else None,
+            parameters=entry.n_params if header else None,
             context_length_trained=header.context_length if header else None,
             has_chat_template=header.chat_template is not None if header else None,
+            tokenizer=header.tokenizer if header else None,
+            aliases=list(entry.aliases),
+            files=max(1, len(entry.parts)),
+            projector=entry.projector.name if entry.projector else None,
+            active_requests=rt.models.active(entry.id) if loaded else 0,
+            memory_bytes=loaded.memory_bytes if loaded else None,
+            expires_at=int(loaded.expires_at) if loaded and loaded.expires_at else None,
         ),
     )
 
 
 def list_models(rt: Runtime) -> ModelList:
+    """Every model of the registry."""
     return ModelList(data=[describe(rt, e) for e in rt.registry.list()])
 
 
 def get_model(rt: Runtime, model_id: str) -> Model:
+    """One model by id or alias (404 if unknown)."""
     return describe(rt, rt.registry.get(model_id))

@@ -16,15 +16,17 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """503 while a model named at start-up is loading (or failed), 200 when ready."""
+    """503 while a model named at start-up is loading (or failed), 200 when ready. `loading`
+    lists the models being loaded on demand right now."""
     rt = runtime(request)
-    loaded = [m.entry.id for m in rt.models.loaded()]
+    loaded = sorted(m.entry.id for m in rt.models.loaded())
+    body = {"models": loaded, "loading": rt.models.loading_ids()}
     failed = {m: rt.models.load_errors[m] for m in rt.preload if m in rt.models.load_errors}
     if failed:
-        return JSONResponse({"status": "error", "errors": failed, "models": loaded}, 503)
-    if any(not rt.models.is_loaded(m) for m in rt.preload):
-        return JSONResponse({"status": "loading", "models": loaded}, 503)
-    return JSONResponse({"status": "ok", "models": loaded})
+        return JSONResponse({"status": "error", "errors": failed, **body}, 503)
+    if rt.preload and not rt.preloaded:
+        return JSONResponse({"status": "loading", **body}, 503)
+    return JSONResponse({"status": "ok", **body})
 
 
 @router.get("/status")

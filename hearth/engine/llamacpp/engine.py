@@ -64,6 +64,7 @@ class EngineOptions:
     speculative: SpecMode = "none"
     draft_max: int = 16
     draft_model: Path | None = None
+    max_output_tokens: int | None = None  # a per-model cap on one answer
 
 
 class LlamaCppEngine(Engine):
@@ -109,6 +110,7 @@ class LlamaCppEngine(Engine):
             self.model.close()
             raise
         self.parallel = options.parallel
+        self.max_output_tokens = options.max_output_tokens
         self.info = ModelInfo(
             id=model_id,
             path=str(path),
@@ -156,7 +158,13 @@ class LlamaCppEngine(Engine):
                     "and leaves no room for output.",
                     param="messages",
                 )
-            request.max_tokens = ctx - n_prompt
+            request.max_tokens = min(ctx - n_prompt, self.max_output_tokens or ctx)
+        elif self.max_output_tokens and request.max_tokens > self.max_output_tokens:
+            raise InvalidRequestError(
+                f"max_tokens is {request.max_tokens}; this model answers with at most "
+                f"{self.max_output_tokens} tokens (its max_output_tokens)",
+                param="max_tokens",
+            )
         elif n_prompt + request.max_tokens > ctx:
             raise ContextLengthExceeded(
                 f"This model's context is {ctx} tokens; the prompt has {n_prompt} tokens and "

@@ -1,0 +1,1 @@
+"""Model lifecycle API: /api/ps, /api/load, /api/unload, /api/delete (Ollama-style)."""

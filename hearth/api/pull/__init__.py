@@ -1,0 +1,1 @@
+"""Pull API: POST /api/pull (NDJSON progress, Ollama-style)."""

@@ -1,0 +1,138 @@
+"""Per-model settings from the config file's `[[models]]` entries or a JSON models file.
+
+An entry names a file anywhere on disk (`path`), or, without a path, adds settings to a model of
+the models directory by its id. The original design's JSON shape
+`{"models": [{"id", "path", "context_window", "max_output_tokens"}]}` is accepted as is."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hearth.errors import ConfigError
+from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
+
+# Ids and aliases: lower-case, readable, usable in a URL path; '/' only between segments.
+_ID = re.compile(r"[a-z0-9][a-z0-9._+-]*(/[a-z0-9][a-z0-9._+-]*)*")
+
+
+def check_model_id(value: str) -> str:
+    """A configured id or alias, lower-cased; refused if it could not come from a file name."""
+    value = value.strip().lower()
+    if not _ID.fullmatch(value) or len(value) > 200:
+        raise ValueError(
+            f"{value!r} is not a valid model id: use letters, digits, '.', '_', '+', '-' "
+            "and '/' between segments"
+        )
+    return value
+
+
+class SamplingDefaults(BaseModel):
+    """Sampling values a model uses when a request leaves them unset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(None, gt=0.0)
+    repeat_last_n: int | None = Field(None, ge=0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Only the values that are set."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class ModelConfig(BaseModel):
+    """One `[[models]]` entry. Unset fields fall back to the server-wide settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: str | None = None
+    path: Path | None = None
+    aliases: list[str] = Field(default_factory=list)
+    ctx_size: int | None = Field(
+        None, ge=64, validation_alias=AliasChoices("ctx_size", "context_window")
+    )
+    max_output_tokens: int | None = Field(None, ge=1)
+    parallel: int | None = Field(None, ge=1, le=64)
+    gpu_layers: int | None = None
+    chat_template: str | None = None
+    chat_template_file: Path | None = None
+    keep_alive: KeepAliveField = None
+    system_prompt: str | None = None
+    sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
+
+    @field_validator("id", mode="after")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        return check_model_id(value) if value is not None else None
+
+    @field_validator("aliases", mode="after")
+    @classmethod
+    def _aliases(cls, value: list[str]) -> list[str]:
+        return [check_model_id(a) for a in value]
+
+    def model_post_init(self, _: Any) -> None:
+        """Checks that involve several fields."""
+        if self.id is None and self.path is None:
+            raise ValueError("a models entry needs an id, a path, or both")
+        if self.chat_template is not None and self.chat_template_file is not None:
+            raise ValueError("give chat_template or chat_template_file, not both")
+
+    @property
+    def keep_alive_seconds(self) -> float | None:
+        """The configured keep-alive in seconds, or None when unset."""
+        return keep_alive_seconds(self.keep_alive)
+
+    def relative_to(self, base: Path) -> ModelConfig:
+        """Relative paths in a config file are relative to that file's folder."""
+        update: dict[str, Path] = {}
+        for name in ("path", "chat_template_file"):
+            value = getattr(self, name)
+            if value is not None and not value.expanduser().is_absolute():
+                update[name] = base / value
+            elif value is not None:
+                update[name] = value.expanduser()
+        return self.model_copy(update=update)
+
+
+def parse_models(raw: object, base: Path, source: Path) -> list[ModelConfig]:
+    """Validate a `models` list read from `source`; paths become relative to `base`."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: 'models' must be a list of tables")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            out.append(ModelConfig.model_validate(item).relative_to(base))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(f"{source}: models[{i}]: {problems}") from None
+    return out
+
+
+def read_models_file(path: Path) -> list[ModelConfig]:
+    """A JSON (or TOML) file holding `{"models": [...]}`."""
+    path = path.expanduser()
+    try:
+        text = path.read_bytes()
+        data = tomllib.loads(text.decode()) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read models file {path}: {exc}") from exc
+    if not isinstance(data, dict) or "models" not in data:
+        raise ConfigError(f'{path}: expected an object with a "models" list')
+    unknown = set(data) - {"models"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+    return parse_models(data["models"], path.parent, path)
