@@ -82,10 +82,18 @@ class Peer:
         return None
 
 
-def hearth(model: Path, threads: int, parallel: int, ctx: int, logs: Path, *extra: str) -> Peer:
+def hearth(
+    model: Path,
+    threads: int,
+    parallel: int,
+    ctx: int,
+    logs: Path,
+    *extra: str,
+    name: str = "hearth",
+) -> Peer:
     port = free_port()
     return Peer(
-        name="hearth",
+        name=name,
         cmd=[
             sys.executable,
             "-m",
@@ -111,7 +119,7 @@ def hearth(model: Path, threads: int, parallel: int, ctx: int, logs: Path, *extr
         ],
         port=port,
         model=model.name.removesuffix(".gguf").lower(),
-        log=logs / "hearth.log",
+        log=logs / f"{name.replace(' ', '_')}.log",
         env={"HEARTH_CONFIG": str(logs / "none.toml")},
     )
 

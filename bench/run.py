@@ -21,7 +21,9 @@ from bench.client import RequestResult, Summary, summarise
 from bench.workloads import (
     Tokenizer,
     Workload,
+    code_repeat,
     mixed_lengths,
+    rotating_conversations,
     shared_system_prompt,
     streams,
 )
@@ -50,6 +52,7 @@ class Case:
     workload: Workload
     peers: list[str]
     split: dict[str, slice] | None = None
+    reference: str | None = None  # the row ratios are taken against; else the suite's
 
 
 def eog_bias(tok: Tokenizer) -> dict[str, object]:
@@ -97,21 +100,22 @@ def fmt_ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1000:.0f} ms"
 
 
-def table(rows: list[Row], reference: str) -> str:
+def table(rows: list[Row], reference: str, references: dict[str, str]) -> str:
     lines = [
         "| workload | server | tokens/s | TTFT p50 | TTFT p95 | ITL p50 | peak RSS | "
-        f"tokens/s vs {reference} | TTFT p50 vs {reference} |",
+        "tokens/s ratio | TTFT p50 ratio |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     by_workload: dict[str, list[Row]] = {}
     for r in rows:
         by_workload.setdefault(r.workload, []).append(r)
     for workload, group in by_workload.items():
-        ref = next((r for r in group if r.peer == reference), None)
+        ref_name = references.get(workload, reference)
+        ref = next((r for r in group if r.peer == ref_name), None)
         for r in group:
             tok_s, ttft = r.med("tok_s"), r.med("ttft_p50")
             ratio_t = ratio_f = "-"
-            if ref is not None and r.peer != reference:
+            if ref is not None and r.peer != ref_name:
                 ref_t, ref_f = ref.med("tok_s"), ref.med("ttft_p50")
                 if tok_s and ref_t:
                     ratio_t = f"{tok_s / ref_t:.2f}x"
@@ -152,9 +156,154 @@ def write_section(out: Path, suite: str, body: str) -> None:
     out.write_text(text)
 
 
+@dataclass
+class Suite:
+    servers: list[P.Peer]
+    cases: list[Case]
+    reference: str
+    commit: str = "-"
+    about: str = ""
+
+
+def suite_peers(model: Path, t: int, logs: Path) -> Suite:
+    """The foundation's target: Hearth against llama-cpp-python's own server."""
+    servers = [P.hearth(model, t, 8, 4096, logs), P.llama_cpp_python(model, t, 4096, logs)]
+    names = [s.name for s in servers]
+    cases = [Case(Workload(f"stream c={c}", "", streams(c, 128)), names) for c in (1, 4, 8)]
+    return Suite(servers, cases, "llama-cpp-python")
+
+
+def suite_engine(model: Path, t: int, logs: Path) -> Suite:
+    """Hearth against llama.cpp's llama-server, same model, threads and slots."""
+    from bench.build import ensure_llama_server
+
+    build = ensure_llama_server()
+    servers = [
+        P.hearth(model, t, 8, 4096, logs),
+        P.llama_server(build.server, model, t, 8, 4096, logs),
+    ]
+    names = [s.name for s in servers]
+    cases = [
+        Case(Workload("(a) 1 stream, 256 tok", "", streams(1, 256)), names),
+        Case(Workload("(b) 4 streams", "", streams(4, 128)), names),
+        Case(Workload("(b) 8 streams", "", streams(8, 128)), names),
+        Case(
+            Workload("(c) 1500-tok system", "", shared_system_prompt(1500, 4)),
+            names,
+            split={" first": slice(0, 1), " repeat": slice(1, None)},
+        ),
+        Case(Workload("(d) 16 mixed 50-1500", "", mixed_lengths(16, 50, 1500, 64)), names),
+    ]
+    return Suite(servers, cases, "llama-server", commit=build.commit)
+
+
+def suite_features(model: Path, t: int, logs: Path) -> Suite:
+    """What Hearth adds: the RAM prompt cache (e) and prompt-lookup speculation (f)."""
+    cache = [
+        P.hearth(model, t, 4, 4096, logs, name="hearth, RAM cache"),
+        P.hearth(model, t, 4, 4096, logs, "--cache-ram", "0", name="hearth, no RAM cache"),
+    ]
+    spec = [
+        P.hearth(model, t, 4, 4096, logs, "--speculative", "ngram", name="hearth, ngram"),
+        P.hearth(model, t, 4, 4096, logs, "--speculative", "none", name="hearth, plain"),
+    ]
+    cases = [
+        Case(
+            Workload("(e) 12 convs x 1000 tok, 4 seqs", "", rotating_conversations(12, 1000, 2)),
+            [s.name for s in cache],
+            # The first turn of each conversation is cold for both; the second shows the cache.
+            split={" turn 2": slice(12, None)},
+        ),
+        Case(
+            Workload("(f) repeat 300-tok code", "", code_repeat(400)),
+            [s.name for s in spec],
+            reference="hearth, plain",
+        ),
+    ]
+    return Suite(
+        [*cache, *spec],
+        cases,
+        "hearth, no RAM cache",
+        about="ratio column: vs the configuration without the feature, per workload",
+    )
+
+
+def suite_knobs(model: Path, t: int, logs: Path) -> Suite:
+    """KV cache types, flash attention and batch sizes, measured once on streams."""
+    variants = {
+        "hearth f16 KV, FA auto": (),
+        "hearth q8_0 KV": (
+            "--cache-type-k",
+            "q8_0",
+            "--cache-type-v",
+            "q8_0",
+            "--flash-attn",
+            "on",
+        ),
+        "hearth q4_0 KV": (
+            "--cache-type-k",
+            "q4_0",
+            "--cache-type-v",
+            "q4_0",
+            "--flash-attn",
+            "on",
+        ),
+        "hearth FA off": ("--flash-attn", "off"),
+        "hearth batch 256/128": ("--batch-size", "256", "--ubatch-size", "128"),
+        "hearth threads-batch 1": ("--threads-batch", "1"),
+    }
+    servers = [P.hearth(model, t, 8, 4096, logs, *args, name=n) for n, args in variants.items()]
+    names = [s.name for s in servers]
+    cases = [
+        Case(Workload("1 stream", "", streams(1, 128)), names),
+        Case(Workload("8 streams", "", streams(8, 64)), names),
+        Case(Workload("16 mixed 50-1500", "", mixed_lengths(16, 50, 1500, 32)), names),
+    ]
+    return Suite(servers, cases, "hearth f16 KV, FA auto")
+
+
+def references(cases: list[Case]) -> dict[str, str]:
+    out = {}
+    for case in cases:
+        if case.reference:
+            for suffix in case.split or {"": None}:
+                out[case.workload.name + suffix] = case.reference
+    return out
+
+
+SUITES = {
+    "peers": suite_peers,
+    "engine": suite_engine,
+    "features": suite_features,
+    "knobs": suite_knobs,
+}
+
+
+def hearth_stats(peer: P.Peer) -> str:
+    """Where a Hearth server's decode time went, and its draft acceptance, from /status."""
+    import httpx
+
+    try:
+        (m,) = httpx.get(f"{peer.url}/status", timeout=10).json()["models"]
+    except (httpx.HTTPError, ValueError):
+        return ""
+    steps = max(1, m["decode_steps"])
+    python_ms = (m["step_seconds"] - m["decode_seconds"]) / steps * 1000
+    line = (
+        f"- {peer.name}: {m['decode_steps']} decode steps, llama_decode "
+        f"{m['decode_seconds'] / steps * 1000:.2f} ms and Python {python_ms:.2f} ms per step"
+    )
+    if m["draft_tokens"]:
+        rate = m["draft_tokens_accepted"] / m["draft_tokens"]
+        line += f"; drafts {m['draft_tokens']}, accepted {rate:.0%}"
+    if m["prompt_cache"]["hits"]:
+        line += f"; RAM cache hits {m['prompt_cache']['hits']}"
+    return line
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--suite", choices=["peers", "engine"], default="peers")
+    ap.add_argument("--suite", choices=list(SUITES), default="peers")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -164,55 +313,31 @@ def main() -> None:
     tok = Tokenizer(model)
     logs = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
     (logs / "none.toml").touch()
-    t = args.threads
-    commit = "-"
-    if args.suite == "peers":
-        servers = [
-            P.hearth(model, t, 8, 4096, logs),
-            P.llama_cpp_python(model, t, 4096, logs),
-        ]
-        names = [s.name for s in servers]
-        cases = [Case(Workload(f"stream c={c}", "", streams(c, 128)), names) for c in (1, 4, 8)]
-        reference = "llama-cpp-python"
-    else:
-        from bench.build import ensure_llama_server
-
-        build = ensure_llama_server()
-        commit = build.commit
-        servers = [
-            P.hearth(model, t, 8, 4096, logs),
-            P.llama_server(build.server, model, t, 8, 4096, logs),
-        ]
-        names = [s.name for s in servers]
-        cases = [
-            Case(Workload("(a) 1 stream, 256 tok", "", streams(1, 256)), names),
-            Case(Workload("(b) 4 streams", "", streams(4, 128)), names),
-            Case(Workload("(b) 8 streams", "", streams(8, 128)), names),
-            Case(
-                Workload("(c) 1500-tok system", "", shared_system_prompt(1500, 4)),
-                names,
-                split={" first": slice(0, 1), " repeat": slice(1, None)},
-            ),
-            Case(Workload("(d) 16 mixed 50-1500", "", mixed_lengths(16, 50, 1500, 64)), names),
-        ]
-        reference = "llama-server"
+    suite = SUITES[args.suite](model, args.threads, logs)
     started: dict[str, P.Peer] = {}
+    stats: list[str] = []
     try:
-        for s in servers:
+        for s in suite.servers:
             print(f"starting {s.name}: {' '.join(s.cmd)}", flush=True)
             s.start()
             started[s.name] = s
-        rows = run_cases(cases, started, tok, args.rounds)
+        rows = run_cases(suite.cases, started, tok, args.rounds)
+        stats = [
+            x for s in started.values() if s.name.startswith("hearth") and (x := hearth_stats(s))
+        ]
     finally:
         for s in started.values():
             s.stop()
     today = datetime.date.today().isoformat()
     body = (
         f"## Suite `{args.suite}` — {today}\n\n"
-        f"Machine: {machine()}. Model: {model.name}. Threads: {t} for every server. "
-        f"Rounds: {args.rounds}, servers alternating; medians shown. llama.cpp commit: {commit}.\n"
+        f"Machine: {machine()}. Model: {model.name}. Threads: {args.threads} for every server. "
+        f"Rounds: {args.rounds}, servers alternating; medians shown. "
+        f"llama.cpp commit: {suite.commit}. {suite.about}\n"
         f"Command: `python -m bench.run --suite {args.suite} --rounds {args.rounds}`\n\n"
-        + table(rows, reference)
+        + f"Ratios are against {suite.reference} unless noted.\n\n"
+        + table(rows, suite.reference, references(suite.cases))
+        + ("\n\n" + "\n".join(stats) if stats else "")
     )
     print(body)
     write_section(args.out, args.suite, body)
