@@ -85,7 +85,7 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         settings=settings,
         registry=registry,
         models=models,
-        chat=ChatCompletionsService(models),
+        chat=ChatCompletionsService(models, reasoning_format=settings.reasoning_format),
         completions=CompletionsService(models),
         preload=preload,
     )

@@ -62,6 +62,7 @@ class Settings(BaseModel):
     cache_type_v: Literal["f16", "q8_0", "q4_0"] = "f16"
     kv_unified: bool = True
     chat_template_file: Path | None = None
+    reasoning_format: Literal["parsed", "raw"] = "parsed"
     api_key: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)

@@ -27,7 +27,8 @@ WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 
 
 class FakeEngine(Engine):
-    """Words are tokens: token i is WORDS[i % 8] followed by a space."""
+    """Words are tokens: token i is WORDS[i % 8] followed by a space. A test may queue whole
+    replies in `replies` (sent in 3-character pieces); prompts and requests are recorded."""
 
     def __init__(self, entry: ModelEntry, ctx_size: int = 256, parallel: int = 4):
         self.parallel = parallel
@@ -49,6 +50,9 @@ class FakeEngine(Engine):
         )
         self.active = 0
         self.closed = False
+        self.replies: list[str] = []
+        self.prompts: list[str] = []
+        self.requests: list[GenerationRequest] = []
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
         if request.n > self.parallel:
@@ -62,6 +66,11 @@ class FakeEngine(Engine):
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         self.check(request)
+        self.requests.append(request)
+        if self.replies:
+            async for event in self._replay(request, self.replies.pop(0)):
+                yield event
+            return
         self.active += 1
         try:
             yield PromptProgress(len(request.prompt), len(request.prompt))
@@ -90,7 +99,18 @@ class FakeEngine(Engine):
         finally:
             self.active -= 1
 
+    async def _replay(self, request: GenerationRequest, reply: str) -> AsyncIterator[Event]:
+        pieces = [reply[i : i + 3] for i in range(0, len(reply), 3)]
+        for index in range(request.n):
+            for piece in pieces:
+                await asyncio.sleep(0)
+                yield TextDelta(index, piece)
+            yield ChoiceFinished(index, "stop", len(pieces))
+        yield GenerationFinished(Usage(len(request.prompt), len(pieces) * request.n, 0))
+
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        if add_special:
+            self.prompts.append(text)
         return [len(w) for w in text.split()] or [0]
 
     def detokenize(self, tokens: list[int]) -> str:

@@ -45,6 +45,11 @@ class GenerationRequest:
     # None: no logprobs; k >= 0: the sampled token's logprob and the k most likely alternatives.
     logprobs: int | None = None
     ignore_eos: bool = False
+    # GBNF the output must follow (root rule `root`); None: unconstrained.
+    grammar: str | None = None
+    # Control tokens written into the output as text (markers such as [TOOL_CALLS] that the
+    # output parsers look for); other control tokens stay invisible.
+    keep_special: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from hearth.engine.base import (
     resolve_ctx_size,
 )
 from hearth.engine.llamacpp.native import NativeModel, default_threads
+from hearth.engine.llamacpp.sampler import grammar_parses
 from hearth.engine.llamacpp.worker import ContextConfig, Job, Worker
 from hearth.errors import ContextLengthExceeded, HearthError, InvalidRequestError
 
@@ -127,6 +128,8 @@ class LlamaCppEngine(Engine):
                 "together (--parallel)",
                 param="n",
             )
+        if request.grammar is not None and not grammar_parses(self.model.vocab, request.grammar):
+            raise InvalidRequestError("llama.cpp could not parse the grammar", param="grammar")
         if request.max_tokens is None:
             if n_prompt >= ctx:
                 raise ContextLengthExceeded(

@@ -1,13 +1,18 @@
-"""Per-sequence sampler chains, in llama.cpp's own order (as llama-server builds them)."""
+"""Per-sequence sampler chains, in llama.cpp's own order (as llama-server builds them), and
+the grammar that may constrain them."""
 
 from __future__ import annotations
 
+import ctypes
+import math
 import random
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
 from hearth.engine.base import SamplingParams
+from hearth.errors import EngineError, InvalidRequestError
 
 
 def new_seed() -> int:
@@ -60,3 +65,84 @@ def build_chain(params: SamplingParams, n_vocab: int, seed: int) -> Any:
 def free_chain(chain: Any) -> None:
     if chain:
         llama_cpp.llama_sampler_free(chain)
+
+
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+def grammar_parses(vocab: Any, text: str) -> bool:
+    """Whether llama.cpp's GBNF parser accepts this grammar (with a `root` rule)."""
+    ptr = llama_cpp.llama_sampler_init_grammar(vocab, text.encode(), b"root")
+    if ptr:
+        llama_cpp.llama_sampler_free(ptr)
+    return bool(ptr)
+
+
+class GrammarSampler:
+    """A GBNF grammar beside a sequence's sampler chain, sampled the way llama.cpp's common
+    sampler does: pick without the grammar first (cheap), keep the pick if the grammar allows
+    it, else apply the grammar to the whole vocabulary and pick again. Every chosen token is
+    accepted by both, and a token the grammar forbids is never accepted (llama.cpp aborts)."""
+
+    def __init__(self, vocab: Any, n_vocab: int, text: str):
+        self.ptr = llama_cpp.llama_sampler_init_grammar(vocab, text.encode(), b"root")
+        if not self.ptr:
+            raise InvalidRequestError("llama.cpp could not parse the grammar", param="grammar")
+        self.n_vocab = n_vocab
+        self._data = (llama_cpp.llama_token_data * n_vocab)()
+        self._view = np.frombuffer(memoryview(self._data).cast("B"), dtype=_TOKEN_DATA)
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self._array = llama_cpp.llama_token_data_array()
+        self._one = (llama_cpp.llama_token_data * 1)()
+        self._one_array = llama_cpp.llama_token_data_array(self._one, 1, -1, False)
+
+    def allows(self, token: int) -> bool:
+        """Whether the grammar accepts this token next (end-of-generation: only when done)."""
+        self._one[0].id = token  # type: ignore[assignment]
+        self._one[0].logit = 1.0
+        self._one_array.data = self._one
+        self._one_array.size = 1
+        llama_cpp.llama_sampler_apply(self.ptr, ctypes.byref(self._one_array))
+        return bool(self._one_array.data[0].logit != -math.inf)
+
+    def accept(self, token: int) -> None:
+        """Advance the grammar past a token it allows."""
+        llama_cpp.llama_sampler_accept(self.ptr, token)
+
+    def sample(self, chain: Any, ctx: Any, idx: int) -> int:
+        """Pick the next token at batch position idx and accept it in chain and grammar."""
+        ptr = llama_cpp.llama_get_logits_ith(ctx, idx)
+        logits = np.ctypeslib.as_array(
+            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
+        )
+        token = self._pick(chain, logits, constrained=False)
+        if not self.allows(token):
+            token = self._pick(chain, logits, constrained=True)
+            if token < 0:
+                raise EngineError("the grammar allows no token at this point of the output")
+        llama_cpp.llama_sampler_accept(chain, token)
+        self.accept(token)
+        return token
+
+    def _pick(self, chain: Any, logits: Any, *, constrained: bool) -> int:
+        view = self._view
+        view["id"] = self._ids  # samplers sort the array in place
+        view["logit"] = logits
+        view["p"] = 0.0
+        arr = self._array
+        arr.data = self._data  # samplers may move the pointer; start from the full array
+        arr.size = self.n_vocab
+        arr.selected = -1
+        arr.sorted = False
+        if constrained:
+            llama_cpp.llama_sampler_apply(self.ptr, ctypes.byref(arr))
+        llama_cpp.llama_sampler_apply(chain, ctypes.byref(arr))
+        chosen = arr.data[arr.selected]
+        if constrained and chosen.logit == -math.inf:
+            return -1
+        return int(chosen.id)
+
+    def free(self) -> None:
+        if self.ptr:
+            llama_cpp.llama_sampler_free(self.ptr)
+            self.ptr = None

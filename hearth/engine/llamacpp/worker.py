@@ -33,7 +33,7 @@ from hearth.engine.base import (
 )
 from hearth.engine.detok import Utf8Stream
 from hearth.engine.llamacpp.native import NativeModel
-from hearth.engine.llamacpp.sampler import build_chain, free_chain, new_seed
+from hearth.engine.llamacpp.sampler import GrammarSampler, build_chain, free_chain, new_seed
 from hearth.engine.stops import StopMatcher
 from hearth.errors import EngineError, HearthError, RequestCancelled
 
@@ -73,6 +73,7 @@ class Slot:
         "batch_idx",
         "cached",
         "decoder",
+        "grammar",
         "index",
         "job",
         "max_tokens",
@@ -98,6 +99,7 @@ class Slot:
         self.n_generated = 0
         self.max_tokens = 0
         self.sampler: Any = None
+        self.grammar: GrammarSampler | None = None
         self.decoder = Utf8Stream()
         self.stops = StopMatcher([])
         self.pending_logprobs: list[TokenLogprob] = []
@@ -170,8 +172,7 @@ class Worker:
         self._thread.join()
         llama_cpp.llama_batch_free(self.batch)
         for slot in self.slots:
-            free_chain(slot.sampler)
-            slot.sampler = None
+            self._release(slot)
         llama_cpp.llama_free(self.ctx)
         self.ctx = None
 
@@ -293,6 +294,13 @@ class Worker:
             slot.batch_idx = -1
             free_chain(slot.sampler)
             slot.sampler = build_chain(req.sampling, self.model.n_vocab, (seed + index) % 2**32)
+            if slot.grammar is not None:
+                slot.grammar.free()
+            slot.grammar = (
+                GrammarSampler(self.model.vocab, self.model.n_vocab, req.grammar)
+                if req.grammar
+                else None
+            )
             slot.decoder = Utf8Stream()
             slot.stops = StopMatcher(req.stop)
             slot.pending_logprobs = []
@@ -384,14 +392,17 @@ class Worker:
         job = slot.job
         assert job is not None
         req = job.request
-        token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, slot.batch_idx)
+        if slot.grammar is not None:
+            token = slot.grammar.sample(slot.sampler, self.ctx, slot.batch_idx)
+        else:
+            token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, slot.batch_idx)
         if not req.ignore_eos and self.model.is_eog(token):
             self._finish(slot, "stop", flush=True)  # the end marker is not part of the output
             return
         slot.n_generated += 1
         if req.logprobs is not None:
             slot.pending_logprobs.append(self._logprob(slot.batch_idx, token, req.logprobs))
-        text = slot.decoder.feed(self.model.piece(token))
+        text = slot.decoder.feed(self.model.piece(token, special=token in req.keep_special))
         emit, stopped = slot.stops.feed(text) if text else ("", False)
         if stopped:
             slot.pending_logprobs = []  # the tokens that spelled the stop string are not output
@@ -455,6 +466,9 @@ class Worker:
     def _release(self, slot: Slot) -> None:
         free_chain(slot.sampler)
         slot.sampler = None
+        if slot.grammar is not None:
+            slot.grammar.free()
+            slot.grammar = None
         slot.job = None
         slot.phase = "idle"
         slot.next_token = -1
