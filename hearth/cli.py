@@ -65,6 +65,10 @@ def serve(
         str | None,
         typer.Option(help="parsed (reasoning_content) or raw (left in content) [parsed]."),
     ] = None,
+    pooling: Annotated[
+        str | None,
+        typer.Option(help="Embedding pooling: auto (the model's), mean, cls, last [auto]."),
+    ] = None,
     api_key: Annotated[
         str | None, typer.Option(help="Require 'Authorization: Bearer KEY'.")
     ] = None,

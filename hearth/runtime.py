@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hearth.api.chat.service import ChatCompletionsService
 from hearth.api.completions.service import CompletionsService
+from hearth.api.embeddings.service import EmbeddingsService
 from hearth.engine.base import resolve_ctx_size
 from hearth.errors import ConfigError, ModelNotFound
 from hearth.models.manager import EngineFactory, ModelManager
@@ -37,6 +38,7 @@ def llamacpp_factory(settings: Settings) -> EngineFactory:
                 cache_type_k=settings.cache_type_k,
                 cache_type_v=settings.cache_type_v,
                 kv_unified=settings.kv_unified,
+                pooling=settings.pooling,
             ),
         )
 
@@ -50,6 +52,7 @@ class Runtime:
     models: ModelManager
     chat: ChatCompletionsService
     completions: CompletionsService
+    embeddings: EmbeddingsService
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
 
@@ -87,5 +90,6 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         models=models,
         chat=ChatCompletionsService(models, reasoning_format=settings.reasoning_format),
         completions=CompletionsService(models),
+        embeddings=EmbeddingsService(models),
         preload=preload,
     )

@@ -63,6 +63,7 @@ class Settings(BaseModel):
     kv_unified: bool = True
     chat_template_file: Path | None = None
     reasoning_format: Literal["parsed", "raw"] = "parsed"
+    pooling: Literal["auto", "mean", "cls", "last"] = "auto"
     api_key: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)

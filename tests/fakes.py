@@ -30,6 +30,8 @@ class FakeEngine(Engine):
     """Words are tokens: token i is WORDS[i % 8] followed by a space. A test may queue whole
     replies in `replies` (sent in 3-character pieces); prompts and requests are recorded."""
 
+    supports_embeddings = True
+
     def __init__(self, entry: ModelEntry, ctx_size: int = 256, parallel: int = 4):
         self.parallel = parallel
         self.info = ModelInfo(
@@ -47,6 +49,7 @@ class FakeEngine(Engine):
             eos_token="",
             add_bos=False,
             sampling_defaults={},
+            n_embd=8,
         )
         self.active = 0
         self.closed = False
@@ -107,6 +110,17 @@ class FakeEngine(Engine):
                 yield TextDelta(index, piece)
             yield ChoiceFinished(index, "stop", len(pieces))
         yield GenerationFinished(Usage(len(request.prompt), len(pieces) * request.n, 0))
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        # Counts of token ids mod 8, normalised: deterministic and order-independent.
+        out = []
+        for tokens in inputs:
+            counts = [0.0] * 8
+            for t in tokens:
+                counts[t % 8] += 1.0
+            norm = sum(c * c for c in counts) ** 0.5
+            out.append([c / norm for c in counts])
+        return out
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         if add_special:

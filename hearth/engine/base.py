@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hearth.errors import InvalidRequestError
+
 FinishReason = Literal["stop", "length"]
 
 DEFAULT_CTX_SIZE = 4096
@@ -126,6 +128,7 @@ class ModelInfo:
     eos_token: str
     add_bos: bool
     sampling_defaults: dict[str, float | int]
+    n_embd: int = 0  # size of this model's embeddings (0: it makes none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def detokenize(self, tokens: list[int]) -> str:
         """Token ids to text."""
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        """Pooled, L2-normalised embeddings of tokenized inputs, each within info.ctx_size."""
+        raise InvalidRequestError(
+            f"the model '{self.info.id}' cannot make embeddings", param="model"
+        )
 
     @abc.abstractmethod
     def status(self) -> EngineStatus:

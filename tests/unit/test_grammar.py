@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from hearth.engine.base import SamplingParams
 from hearth.engine.llamacpp.native import NativeModel
 from hearth.engine.llamacpp.sampler import GrammarSampler, grammar_parses
 from hearth.errors import InvalidRequestError
@@ -30,7 +31,7 @@ def model(starter_model: Path) -> Iterator[NativeModel]:
 @pytest.fixture(scope="module")
 def accepts(model: NativeModel) -> Accepts:
     def check(grammar: str, text: str) -> bool:
-        g = GrammarSampler(model.vocab, model.n_vocab, grammar)
+        g = GrammarSampler(model.vocab, model.n_vocab, grammar, SamplingParams())
         try:
             for token in model.tokenize(text, add_special=False, parse_special=False):
                 if not g.allows(token):
@@ -72,8 +73,8 @@ NESTED = {
     [
         '{"name": "Al", "age": 30, "role": "admin", "tags": ["a", "b"], "address": {"city": "P"}}',
         '{"name":"Al","age":0,"role":"user","tags":[],"address":{"city":"P","zip":"1"},"nick":null}',
-        '{\n  "name": "Al",\n  "age": 130,\n  "role": "guest",\n  "tags": ["x"],\n'
-        '  "address": {"city": "x"},\n  "nick": "y"\n}',
+        '{ "name": "Al", "age": 130, "role": "guest", "tags": [ "x" ], '
+        '"address": { "city": "x" }, "nick": "y" }',
     ],
 )
 def test_valid_documents_are_accepted(accepts: Accepts, doc: str) -> None:
@@ -166,6 +167,12 @@ def test_allof_merges_objects(accepts: Accepts) -> None:
     g = grammar_for(schema)
     assert accepts(g, '{"a": "x", "b": 3}')
     assert not accepts(g, '{"a": "x"}')
+
+
+def test_json_is_compact(accepts: Accepts) -> None:
+    # One optional space between tokens: small models wander in newlines and indentation.
+    assert accepts(grammar_for({"type": "object"}), '{"a": [1, 2]}')
+    assert not accepts(grammar_for({"type": "object"}), '{\n  "a": 1\n}')
 
 
 def test_any_object_and_any_value(accepts: Accepts) -> None:

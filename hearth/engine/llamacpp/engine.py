@@ -19,6 +19,7 @@ from hearth.engine.base import (
     ModelInfo,
     resolve_ctx_size,
 )
+from hearth.engine.llamacpp.embed import Embedder
 from hearth.engine.llamacpp.native import NativeModel, default_threads
 from hearth.engine.llamacpp.sampler import grammar_parses
 from hearth.engine.llamacpp.worker import ContextConfig, Job, Worker
@@ -58,10 +59,14 @@ class EngineOptions:
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
     kv_unified: bool = True
+    pooling: str = "auto"  # embeddings: auto (the model's own, else mean), mean, cls, last
 
 
 class LlamaCppEngine(Engine):
-    """A GGUF model served by a continuous-batching worker thread."""
+    """A GGUF model served by a continuous-batching worker thread (and, once asked for
+    embeddings, an embedding context on a thread of its own)."""
+
+    supports_embeddings = True
 
     def __init__(self, model_id: str, path: Path, options: EngineOptions):
         self.model = NativeModel(path, gpu_layers=options.gpu_layers)
@@ -88,6 +93,9 @@ class LlamaCppEngine(Engine):
             self.model.close()
             raise
         self.parallel = options.parallel
+        self.options = options
+        self.threads = threads
+        self.embedder: Embedder | None = None
         self.info = ModelInfo(
             id=model_id,
             path=str(path),
@@ -103,6 +111,7 @@ class LlamaCppEngine(Engine):
             eos_token=self.model.token_text(self.model.eos),
             add_bos=self.model.add_bos,
             sampling_defaults=self._sampling_defaults(),
+            n_embd=llama_cpp.llama_model_n_embd_out(self.model.ptr) or self.model.n_embd,
         )
 
     def _sampling_defaults(self) -> dict[str, float | int]:
@@ -164,6 +173,16 @@ class LlamaCppEngine(Engine):
             if not job.finished:
                 job.cancelled = True
 
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        if self.embedder is None:  # only models asked for embeddings pay for the context
+            self.embedder = Embedder(
+                self.model,
+                ctx_size=self.info.ctx_size,
+                threads=self.threads,
+                pooling=self.options.pooling,
+            )
+        return await self.embedder.embed(inputs)
+
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         return self.model.tokenize(text, add_special=add_special)
 
@@ -179,4 +198,6 @@ class LlamaCppEngine(Engine):
 
     def close(self) -> None:
         self.worker.stop()
+        if self.embedder is not None:
+            self.embedder.close()
         self.model.close()

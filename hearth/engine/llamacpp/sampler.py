@@ -19,6 +19,15 @@ def new_seed() -> int:
     return random.getrandbits(32) & 0xFFFFFFFE  # 0xFFFFFFFF means "random" to llama.cpp
 
 
+def uses_penalties(params: SamplingParams) -> bool:
+    """Whether the chain keeps a token history (the penalties), so picks must be exact."""
+    return (
+        params.repeat_penalty != 1.0
+        or params.frequency_penalty != 0.0
+        or params.presence_penalty != 0.0
+    )
+
+
 def build_chain(params: SamplingParams, n_vocab: int, seed: int) -> Any:
     """A sampler chain for one sequence; free it with free_chain."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -31,11 +40,7 @@ def build_chain(params: SamplingParams, n_vocab: int, seed: int) -> Any:
             biases[i].bias = bias
         add(chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(params.logit_bias), biases))
 
-    if (
-        params.repeat_penalty != 1.0
-        or params.frequency_penalty != 0.0
-        or params.presence_penalty != 0.0
-    ):
+    if uses_penalties(params):
         add(
             chain,
             llama_cpp.llama_sampler_init_penalties(
@@ -84,11 +89,14 @@ class GrammarSampler:
     it, else apply the grammar to the whole vocabulary and pick again. Every chosen token is
     accepted by both, and a token the grammar forbids is never accepted (llama.cpp aborts)."""
 
-    def __init__(self, vocab: Any, n_vocab: int, text: str):
+    def __init__(self, vocab: Any, n_vocab: int, text: str, params: SamplingParams):
         self.ptr = llama_cpp.llama_sampler_init_grammar(vocab, text.encode(), b"root")
         if not self.ptr:
             raise InvalidRequestError("llama.cpp could not parse the grammar", param="grammar")
         self.n_vocab = n_vocab
+        # Without penalties the chain has no history, so a first pick in C (which accepts the
+        # token into the chain at once) is harmless when the grammar then refuses it.
+        self.fast = not uses_penalties(params)
         self._data = (llama_cpp.llama_token_data * n_vocab)()
         self._view = np.frombuffer(memoryview(self._data).cast("B"), dtype=_TOKEN_DATA)
         self._ids = np.arange(n_vocab, dtype=np.int32)
@@ -111,18 +119,24 @@ class GrammarSampler:
 
     def sample(self, chain: Any, ctx: Any, idx: int) -> int:
         """Pick the next token at batch position idx and accept it in chain and grammar."""
+        if self.fast:
+            token = llama_cpp.llama_sampler_sample(chain, ctx, idx)
+            if self.allows(token):
+                self.accept(token)
+                return int(token)
         ptr = llama_cpp.llama_get_logits_ith(ctx, idx)
         logits = np.ctypeslib.as_array(
             ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
         )
-        token = self._pick(chain, logits, constrained=False)
-        if not self.allows(token):
+        if not self.fast:
+            token = self._pick(chain, logits, constrained=False)
+        if self.fast or not self.allows(token):
             token = self._pick(chain, logits, constrained=True)
             if token < 0:
                 raise EngineError("the grammar allows no token at this point of the output")
         llama_cpp.llama_sampler_accept(chain, token)
         self.accept(token)
-        return token
+        return int(token)
 
     def _pick(self, chain: Any, logits: Any, *, constrained: bool) -> int:
         view = self._view

@@ -297,7 +297,7 @@ class Worker:
             if slot.grammar is not None:
                 slot.grammar.free()
             slot.grammar = (
-                GrammarSampler(self.model.vocab, self.model.n_vocab, req.grammar)
+                GrammarSampler(self.model.vocab, self.model.n_vocab, req.grammar, req.sampling)
                 if req.grammar
                 else None
             )
