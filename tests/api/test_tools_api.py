@@ -241,6 +241,8 @@ async def test_response_format_and_grammar_reach_the_engine(
         ({"response_format": {"type": "xml"}}, "response_format", "xml"),
         ({"grammar": 'root ::= "a" | b'}, "grammar", "'b'"),
         ({"grammar": 'root ::= "a"', "tools": [WEATHER]}, "grammar", "tools"),
+        ({"grammar": 'root ::= "a"', "response_format": {"type": "json_object"}},
+         "response_format", "not both"),
         ({"chat_template_kwargs": {"messages": []}}, "chat_template_kwargs", "messages"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.tool_call_id",
          "tool_call_id"),
@@ -257,6 +259,20 @@ async def test_bad_requests_are_400_and_the_server_keeps_answering(
     assert error["param"] == param
     assert words in error["message"]
     assert (await post(client, max_tokens=2)).status_code == 200
+
+
+async def test_completions_take_grammar_and_response_format(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    fake = await engine(app)
+    body = {"model": FAKE_ID, "prompt": "hi", "max_tokens": 2}
+    r = await client.post("/v1/completions", json={**body, "grammar": 'root ::= "y"'})
+    assert r.status_code == 200 and fake.requests[-1].grammar == 'root ::= "y"'
+    fmt = {"type": "json_object"}
+    await client.post("/v1/completions", json={**body, "response_format": fmt})
+    assert "json-object" in (fake.requests[-1].grammar or "")
+    r = await client.post("/v1/completions", json={**body, "grammar": "root ::= x"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "grammar"
 
 
 async def test_unsupported_schema_in_auto_mode_is_parsed_not_refused(

@@ -20,14 +20,14 @@ pytestmark = pytest.mark.e2e
 PERSON = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 30},
+        "name": {"type": "string", "minLength": 1, "maxLength": 20},
         "age": {"type": "integer", "minimum": 0, "maximum": 120},
         "role": {"type": "string", "enum": ["engineer", "artist", "doctor"]},
         "address": {
             "type": "object",
             "properties": {
-                "city": {"type": "string", "maxLength": 30},
-                "country": {"type": "string", "maxLength": 30},
+                "city": {"type": "string", "maxLength": 20},
+                "country": {"type": "string", "maxLength": 20},
             },
             "required": ["city", "country"],
             "additionalProperties": False,
@@ -54,6 +54,7 @@ PERSON = {
 DESCRIBE: list[Any] = [{"role": "user", "content": "Describe a fictional person as JSON."}]
 
 
+@pytest.mark.timeout(600)  # twenty real generations; the box may be shared
 def test_twenty_requests_against_a_nested_schema_all_validate(server: RunningServer) -> None:
     async def one(client: openai.AsyncOpenAI, seed: int) -> tuple[str | None, str]:
         r = await client.chat.completions.create(
@@ -131,6 +132,14 @@ def test_grammar_extension(server: RunningServer) -> None:
         )
         assert r.choices[0].message.content in ("yes.", "no.")
         assert r.choices[0].finish_reason == "stop"
+
+
+def test_grammar_on_completions(server: RunningServer) -> None:
+    r = server.client().completions.create(
+        model=STARTER_ID, prompt="Q: Is water wet?\nA:", max_tokens=5,
+        extra_body={"grammar": 'root ::= " " ("yes" | "no")'},
+    )  # fmt: skip
+    assert r.choices[0].text in (" yes", " no")
 
 
 def test_unsupported_schema_is_a_400_naming_it(server: RunningServer) -> None:

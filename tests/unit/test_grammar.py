@@ -4,11 +4,10 @@ every token of it is allowed in turn and the end is allowed after the last."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 
 from hearth.engine.base import SamplingParams
@@ -17,31 +16,7 @@ from hearth.engine.llamacpp.sampler import GrammarSampler, grammar_parses
 from hearth.errors import InvalidRequestError
 from hearth.grammar.gbnf import RuleSet, gbnf_problem, text_until, text_without
 from hearth.grammar.json_schema import schema_to_grammar
-
-Accepts = Callable[[str, str], bool]
-
-
-@pytest.fixture(scope="module")
-def model(starter_model: Path) -> Iterator[NativeModel]:
-    m = NativeModel(starter_model)
-    yield m
-    m.close()
-
-
-@pytest.fixture(scope="module")
-def accepts(model: NativeModel) -> Accepts:
-    def check(grammar: str, text: str) -> bool:
-        g = GrammarSampler(model.vocab, model.n_vocab, grammar, SamplingParams())
-        try:
-            for token in model.tokenize(text, add_special=False, parse_special=False):
-                if not g.allows(token):
-                    return False
-                g.accept(token)
-            return g.allows(model.eos)
-        finally:
-            g.free()
-
-    return check
+from tests.unit.conftest import Accepts
 
 
 def grammar_for(schema: Any) -> str:
@@ -230,3 +205,38 @@ def test_gbnf_problems_are_explained() -> None:
     assert gbnf_problem('root ::= "a" [') == "unterminated character class on line 1"
     assert gbnf_problem('root ::= ( "a"') == "unbalanced '(' in the grammar"
     assert gbnf_problem('root ::= [a-z]{2,3} x # comment\nx ::= "\\""') is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [SamplingParams(temperature=0.0), SamplingParams(top_k=5), SamplingParams(top_k=40)],
+)
+def test_shortlist_pick_equals_the_full_vocabulary_pick(
+    model: NativeModel, params: SamplingParams
+) -> None:
+    from hearth.engine.llamacpp.sampler import build_chain, free_chain
+
+    grammar = grammar_for({"type": "string"})  # many tokens allowed inside a string
+    g = GrammarSampler(model.vocab, model.n_vocab, grammar, params)
+    rng = np.random.default_rng(0)
+    decided = 0
+    try:
+        for token in model.tokenize('"ab', add_special=False, parse_special=False):
+            g.accept(token)
+        for trial in range(30):
+            logits = (rng.normal(size=model.n_vocab) * 3).astype(np.float32)
+            short_chain = build_chain(params, model.n_vocab, trial)
+            full_chain = build_chain(params, model.n_vocab, trial)
+            try:
+                short = g._narrow(short_chain, logits)
+                full = g._pick(full_chain, logits, constrained=True)
+            finally:
+                free_chain(short_chain)
+                free_chain(full_chain)
+            assert full >= 0 and g.allows(full)
+            if short >= 0:
+                decided += 1
+                assert short == full
+    finally:
+        g.free()
+    assert decided > 0  # the shortlist did decide, and always as the full pass would

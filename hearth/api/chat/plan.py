@@ -13,9 +13,8 @@ from hearth.api.chat.protocol import (
     ChatCompletionNamedToolChoiceParam,
     ChatCompletionRequest,
     ReasoningFormat,
-    ResponseFormatJSONObject,
-    ResponseFormatJSONSchema,
 )
+from hearth.api.generation import output_grammar, response_format_rule
 from hearth.chat.output import OutputParser
 from hearth.chat.reasoning import (
     ReasoningMarkers,
@@ -37,8 +36,7 @@ from hearth.chat.tools import (
     with_tools_prompt,
 )
 from hearth.errors import InvalidRequestError
-from hearth.grammar.gbnf import RuleSet, gbnf_problem, literal, text_until
-from hearth.grammar.json_schema import schema_to_grammar
+from hearth.grammar.gbnf import RuleSet, literal, text_until
 
 log = logging.getLogger("hearth.api")
 
@@ -179,12 +177,9 @@ def _grammar(
                 "grammar cannot be combined with tools unless tool_choice is 'none'",
                 param="grammar",
             )
-        problem = gbnf_problem(request.grammar)
-        if problem:
-            raise InvalidRequestError(f"the grammar is not valid GBNF: {problem}", param="grammar")
-        return request.grammar
+        return output_grammar(request.response_format, request.grammar)
     rules = RuleSet()
-    content = _content_rule(rules, request)
+    content = response_format_rule(rules, request.response_format)
     root = content
     if mode == "required":
         chosen = [t for t in tools if named is None or t["function"]["name"] == named]
@@ -204,18 +199,6 @@ def _grammar(
             lead = f"( {literal(thinking.start)} {lead} )?"
         root = f"{lead} {root}"
     return rules.render(root)
-
-
-def _content_rule(rules: RuleSet, request: ChatCompletionRequest) -> str | None:
-    fmt = request.response_format
-    if isinstance(fmt, ResponseFormatJSONObject):
-        return rules.json("json-object")
-    if isinstance(fmt, ResponseFormatJSONSchema):
-        schema = fmt.json_schema.schema_
-        if schema is None:
-            return rules.json("json-value")
-        return schema_to_grammar(rules, schema, param="response_format.json_schema.schema")
-    return None
 
 
 def _calls(

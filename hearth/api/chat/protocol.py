@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -15,6 +15,7 @@ from pydantic import (
 from hearth.api.protocol import (
     ChatCompletionTokenLogprob,
     CompletionUsage,
+    ResponseFormat,
     SamplingRequest,
     WireModel,
 )
@@ -68,34 +69,6 @@ class ChatCompletionNamedToolChoiceParam(BaseModel):
 
 
 ToolChoice = Literal["none", "auto", "required"] | ChatCompletionNamedToolChoiceParam
-
-
-class JSONSchema(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
-    description: str | None = None
-    schema_: dict[str, Any] | bool | None = Field(None, alias="schema")
-    strict: bool | None = None
-
-
-class ResponseFormatText(BaseModel):
-    type: Literal["text"]
-
-
-class ResponseFormatJSONObject(BaseModel):
-    type: Literal["json_object"]
-
-
-class ResponseFormatJSONSchema(BaseModel):
-    type: Literal["json_schema"]
-    json_schema: JSONSchema
-
-
-ResponseFormat = Annotated[
-    ResponseFormatText | ResponseFormatJSONObject | ResponseFormatJSONSchema,
-    Field(discriminator="type"),
-]
 
 
 class ChatCompletionRequest(SamplingRequest):

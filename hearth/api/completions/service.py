@@ -20,6 +20,7 @@ from hearth.api.generation import (
     new_id,
     normalize_stop,
     now,
+    output_grammar,
     resolve_sampling,
     wire_usage,
 )
@@ -106,6 +107,7 @@ class CompletionsService:
             info.n_vocab,
         )
         stop = normalize_stop(request.stop)
+        grammar = output_grammar(request.response_format, request.grammar)
         generations = [
             engine.check(
                 GenerationRequest(
@@ -116,6 +118,7 @@ class CompletionsService:
                     n=request.n or 1,
                     logprobs=request.logprobs,
                     ignore_eos=bool(request.ignore_eos),
+                    grammar=grammar,
                 )
             )
             for tokens in token_prompts

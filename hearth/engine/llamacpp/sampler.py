@@ -73,6 +73,8 @@ def free_chain(chain: Any) -> None:
 
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+# Candidates the grammar judges first when a pick is refused (see GrammarSampler._narrow).
+SHORTLIST = 256
 
 
 def grammar_parses(vocab: Any, text: str) -> bool:
@@ -97,6 +99,12 @@ class GrammarSampler:
         # Without penalties the chain has no history, so a first pick in C (which accepts the
         # token into the chain at once) is harmless when the grammar then refuses it.
         self.fast = not uses_penalties(params)
+        # With no bias or penalties, the chain only looks at the top_k best allowed tokens (the
+        # best one when greedy), so a shortlist holding that many allowed ones decides exactly.
+        greedy = params.temperature <= 0.0
+        self.needed = 1 if greedy else params.top_k
+        self.narrow = self.fast and not params.logit_bias and (greedy or params.top_k > 0)
+        self.short = min(max(SHORTLIST, 4 * self.needed), n_vocab)
         self._data = (llama_cpp.llama_token_data * n_vocab)()
         self._view = np.frombuffer(memoryview(self._data).cast("B"), dtype=_TOKEN_DATA)
         self._ids = np.arange(n_vocab, dtype=np.int32)
@@ -131,12 +139,33 @@ class GrammarSampler:
         if not self.fast:
             token = self._pick(chain, logits, constrained=False)
         if self.fast or not self.allows(token):
-            token = self._pick(chain, logits, constrained=True)
+            token = self._narrow(chain, logits) if self.narrow else -1
+            if token < 0:
+                token = self._pick(chain, logits, constrained=True)
             if token < 0:
                 raise EngineError("the grammar allows no token at this point of the output")
         llama_cpp.llama_sampler_accept(chain, token)
         self.accept(token)
         return int(token)
+
+    def _narrow(self, chain: Any, logits: Any) -> int:
+        """The constrained pick from the highest logits only; -1 when too few are allowed."""
+        top = np.argpartition(logits, -self.short)[-self.short :]
+        view = self._view[: self.short]
+        view["id"] = top
+        view["logit"] = logits[top]
+        view["p"] = 0.0
+        arr = self._array
+        arr.data = self._data
+        arr.size = self.short
+        arr.selected = -1
+        arr.sorted = False
+        llama_cpp.llama_sampler_apply(self.ptr, ctypes.byref(arr))
+        allowed = int(np.count_nonzero(view["logit"] != -np.inf))
+        if allowed < self.needed:
+            return -1
+        llama_cpp.llama_sampler_apply(chain, ctypes.byref(arr))
+        return int(arr.data[arr.selected].id)
 
     def _pick(self, chain: Any, logits: Any, *, constrained: bool) -> int:
         view = self._view
