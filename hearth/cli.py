@@ -76,6 +76,14 @@ def serve(
     chat_template_file: Annotated[
         Path | None, typer.Option(help="Jinja chat template overriding the model's.")
     ] = None,
+    reasoning_format: Annotated[
+        str | None,
+        typer.Option(help="parsed (reasoning_content) or raw (left in content) [parsed]."),
+    ] = None,
+    pooling: Annotated[
+        str | None,
+        typer.Option(help="Embedding pooling: auto (the model's), mean, cls, last [auto]."),
+    ] = None,
     api_key: Annotated[
         str | None, typer.Option(help="Require 'Authorization: Bearer KEY'.")
     ] = None,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from hearth.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from hearth.api.completions.protocol import Completion, CompletionRequest
+from hearth.api.embeddings.protocol import CreateEmbeddingResponse, EmbeddingRequest
 from hearth.api.generation import KeepAlive
 from hearth.api.lifecycle import service as lifecycle
 from hearth.api.lifecycle.protocol import (
@@ -85,6 +86,15 @@ class _Completions:
         return _without_keepalives(result)
 
 
+class _Embeddings:
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+
+    async def create(self, **fields: Any) -> CreateEmbeddingResponse:
+        """Same fields as POST /v1/embeddings."""
+        return await self._rt.embeddings.create(_request(EmbeddingRequest, fields))
+
+
 class _Models:
     def __init__(self, rt: Runtime):
         self._rt = rt
@@ -135,6 +145,7 @@ class Hearth:
         self.runtime = build_runtime(self.settings, factory)
         self.chat = _Chat(self.runtime)
         self.completions = _Completions(self.runtime)
+        self.embeddings = _Embeddings(self.runtime)
         self.models = _Models(self.runtime)
 
     async def close(self) -> None:

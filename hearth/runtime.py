@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from hearth.api.chat.service import ChatCompletionsService
 from hearth.api.completions.service import CompletionsService
+from hearth.api.embeddings.service import EmbeddingsService
 from hearth.engine.base import resolve_ctx_size
 from hearth.errors import ConfigError, ModelNotFound
 from hearth.models.manager import EngineFactory, ModelManager, Policy
@@ -45,6 +46,7 @@ def engine_options(settings: Settings, entry: ModelEntry) -> EngineOptions:
         draft_max=settings.draft_max,
         draft_model=settings.draft_model,
         max_output_tokens=cfg.max_output_tokens if cfg else None,
+        pooling=settings.pooling,
     )
 
 
@@ -86,6 +88,7 @@ class Runtime:
     models: ModelManager
     chat: ChatCompletionsService
     completions: CompletionsService
+    embeddings: EmbeddingsService
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     preloaded: bool = False  # the start-up models have loaded (they may unload later)
@@ -139,7 +142,8 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         settings=settings,
         registry=registry,
         models=models,
-        chat=ChatCompletionsService(models),
+        chat=ChatCompletionsService(models, reasoning_format=settings.reasoning_format),
         completions=CompletionsService(models),
+        embeddings=EmbeddingsService(models),
         preload=preload,
     )

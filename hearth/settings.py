@@ -71,6 +71,8 @@ class Settings(BaseModel):
     draft_model: Path | None = None
     draft_max: int = Field(16, ge=1, le=64)
     chat_template_file: Path | None = None
+    reasoning_format: Literal["parsed", "raw"] = "parsed"
+    pooling: Literal["auto", "mean", "cls", "last"] = "auto"
     api_key: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)

@@ -27,7 +27,10 @@ WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 
 
 class FakeEngine(Engine):
-    """Words are tokens: token i is WORDS[i % 8] followed by a space."""
+    """Words are tokens: token i is WORDS[i % 8] followed by a space. A test may queue whole
+    replies in `replies` (sent in 3-character pieces); prompts and requests are recorded."""
+
+    supports_embeddings = True
 
     def __init__(self, entry: ModelEntry, ctx_size: int = 256, parallel: int = 4):
         self.parallel = parallel
@@ -46,12 +49,14 @@ class FakeEngine(Engine):
             eos_token="",
             add_bos=False,
             sampling_defaults={},
+            n_embd=8,
         )
         self.active = 0
         self.closed = False
-        self.texts: list[str] = []  # every text tokenized, for tests of prompts
         self.requests: list[GenerationRequest] = []  # every generation, for tests of sampling
         self.gate: asyncio.Event | None = None  # when set up, each token waits for it
+        self.replies: list[str] = []  # scripted outputs, replayed in order
+        self.prompts: list[str] = []  # texts tokenized as prompts (with special tokens)
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
         if request.n > self.parallel:
@@ -66,6 +71,10 @@ class FakeEngine(Engine):
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         self.check(request)
         self.requests.append(request)
+        if self.replies:
+            async for event in self._replay(request, self.replies.pop(0)):
+                yield event
+            return
         self.active += 1
         try:
             yield PromptProgress(len(request.prompt), len(request.prompt))
@@ -96,8 +105,29 @@ class FakeEngine(Engine):
         finally:
             self.active -= 1
 
+    async def _replay(self, request: GenerationRequest, reply: str) -> AsyncIterator[Event]:
+        pieces = [reply[i : i + 3] for i in range(0, len(reply), 3)]
+        for index in range(request.n):
+            for piece in pieces:
+                await asyncio.sleep(0)
+                yield TextDelta(index, piece)
+            yield ChoiceFinished(index, "stop", len(pieces))
+        yield GenerationFinished(Usage(len(request.prompt), len(pieces) * request.n, 0))
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        # Counts of token ids mod 8, normalised: deterministic and order-independent.
+        out = []
+        for tokens in inputs:
+            counts = [0.0] * 8
+            for t in tokens:
+                counts[t % 8] += 1.0
+            norm = sum(c * c for c in counts) ** 0.5
+            out.append([c / norm for c in counts])
+        return out
+
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
-        self.texts.append(text)
+        if add_special:
+            self.prompts.append(text)
         return [len(w) for w in text.split()] or [0]
 
     def detokenize(self, tokens: list[int]) -> str:

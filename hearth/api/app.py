@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from hearth import __version__
 from hearth.api.chat.router import router as chat_router
 from hearth.api.completions.router import router as completions_router
+from hearth.api.embeddings.router import router as embeddings_router
 from hearth.api.errors import install_error_handlers
 from hearth.api.lifecycle.router import router as lifecycle_router
 from hearth.api.middleware import ApiKeyMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
@@ -51,7 +52,8 @@ def create_app(
     app = FastAPI(title="Hearth", version=__version__, lifespan=lifespan)
     app.state.runtime = rt
     install_error_handlers(app)
-    for router in (chat_router, completions_router, models_router, system_router):
+    routers = (chat_router, completions_router, embeddings_router, models_router, system_router)
+    for router in routers:
         app.include_router(router)
     app.include_router(lifecycle_router)
     app.include_router(pull_router)

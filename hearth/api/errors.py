@@ -26,8 +26,17 @@ def error_response(exc: HearthError, headers: dict[str, str] | None = None) -> J
     return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
 
 
+# Pydantic names the member of a union a value failed in ('str', 'list[int]'); not a field.
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict"}
+
+
 def _param(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    parts = [
+        str(p)
+        for p in loc
+        if p not in ("body", "query", "path")
+        and not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p))
+    ]
     return ".".join(parts) or None
 
 

@@ -11,11 +11,16 @@ from hearth.api.protocol import (
     ChatCompletionTokenLogprob,
     CompletionUsage,
     PromptTokensDetails,
+    ResponseFormat,
+    ResponseFormatJSONObject,
+    ResponseFormatJSONSchema,
     SamplingRequest,
     TopLogprob,
 )
 from hearth.engine.base import SamplingParams, TokenLogprob, Usage
 from hearth.errors import InvalidRequestError
+from hearth.grammar.gbnf import RuleSet, gbnf_problem
+from hearth.grammar.json_schema import schema_to_grammar
 
 MAX_STOP = 16
 
@@ -109,6 +114,39 @@ def normalize_stop(stop: str | list[str] | None) -> list[str]:
     if len(stops) > MAX_STOP:
         raise InvalidRequestError(f"at most {MAX_STOP} stop strings are allowed", param="stop")
     return [s for s in stops if s]
+
+
+def checked_grammar(grammar: str) -> str:
+    """A user's GBNF grammar, refused with a 400 that explains a first problem found."""
+    problem = gbnf_problem(grammar)
+    if problem:
+        raise InvalidRequestError(f"the grammar is not valid GBNF: {problem}", param="grammar")
+    return grammar
+
+
+def response_format_rule(rules: RuleSet, fmt: ResponseFormat | None) -> str | None:
+    """The rule the reply must match for this response_format (None: free text)."""
+    if isinstance(fmt, ResponseFormatJSONObject):
+        return rules.json("json-object")
+    if isinstance(fmt, ResponseFormatJSONSchema):
+        schema = fmt.json_schema.schema_
+        if schema is None:
+            return rules.json("json-value")
+        return schema_to_grammar(rules, schema, param="response_format.json_schema.schema")
+    return None
+
+
+def output_grammar(fmt: ResponseFormat | None, grammar: str | None) -> str | None:
+    """The grammar text for a request's response_format or grammar field (not both)."""
+    if grammar is not None:
+        if fmt is not None and fmt.type != "text":
+            raise InvalidRequestError(
+                "give response_format or grammar, not both", param="response_format"
+            )
+        return checked_grammar(grammar)
+    rules = RuleSet()
+    root = response_format_rule(rules, fmt)
+    return rules.render(root) if root else None
 
 
 def wire_usage(usage: Usage) -> CompletionUsage:

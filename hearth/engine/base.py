@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hearth.errors import InvalidRequestError
+
 FinishReason = Literal["stop", "length"]
 # How a sequence drafts tokens for speculative decoding: not at all, by prompt lookup, or with
 # a small draft model.
@@ -51,6 +53,11 @@ class GenerationRequest:
     # Speculative decoding; None means the server's default.
     speculative: SpecMode | None = None
     draft_max: int | None = None
+    # GBNF the output must follow (root rule `root`); None: unconstrained.
+    grammar: str | None = None
+    # Control tokens written into the output as text (markers such as [TOOL_CALLS] that the
+    # output parsers look for); other control tokens stay invisible.
+    keep_special: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +136,7 @@ class ModelInfo:
     eos_token: str
     add_bos: bool
     sampling_defaults: dict[str, float | int]
+    n_embd: int = 0  # size of this model's embeddings (0: it makes none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +183,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def detokenize(self, tokens: list[int]) -> str:
         """Token ids to text."""
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        """Pooled, L2-normalised embeddings of tokenized inputs, each within info.ctx_size."""
+        raise InvalidRequestError(
+            f"the model '{self.info.id}' cannot make embeddings", param="model"
+        )
 
     @abc.abstractmethod
     def status(self) -> EngineStatus:

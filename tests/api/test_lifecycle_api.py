@@ -115,14 +115,14 @@ async def test_per_model_settings_reach_the_engine(client: httpx.AsyncClient) ->
     assert r.status_code == 200, r.text
     engine = client.engines["alpha"]  # type: ignore[attr-defined]
     assert (engine.info.ctx_size, engine.parallel) == (128, 2)
-    assert engine.texts[-1] == "<system>You are terse.<user>hi"  # template + system prompt
+    assert engine.prompts[-1] == "<system>You are terse.<user>hi"  # template + system prompt
     sampling = engine.requests[-1].sampling
     assert (sampling.temperature, sampling.top_k, sampling.top_p) == (0.25, 7, 0.95)
     r = await client.post(
         "/v1/chat/completions",
         json=chat("alpha", temperature=1.5, messages=[{"role": "system", "content": "Mine."}]),
     )
-    assert engine.texts[-1] == "<system>Mine."
+    assert engine.prompts[-1] == "<system>Mine."
     assert engine.requests[-1].sampling.temperature == 1.5
     model = (await client.get("/v1/models/first")).json()
     assert model["id"] == "alpha" and model["context_window"] == 128

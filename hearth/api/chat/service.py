@@ -1,4 +1,5 @@
-"""Chat Completions: messages through the chat template, into the engine, back as OpenAI objects.
+"""Chat Completions: messages through the chat template, into the engine, back as OpenAI objects
+with reasoning and tool calls parsed out of the text.
 
 No FastAPI here: the same service is the in-process library API."""
 
@@ -6,18 +7,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
+from hearth.api.chat.plan import ChatPlan, build_plan
 from hearth.api.chat.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,
-    ChatCompletionMessageParam,
+    ChatCompletionMessageToolCall,
     ChatCompletionRequest,
     Choice,
     ChoiceDelta,
+    ChoiceDeltaToolCall,
+    ChoiceDeltaToolCallFunction,
     ChoiceLogprobs,
     ChunkChoice,
+    FinishReason,
+    Function,
+    ReasoningFormat,
 )
 from hearth.api.generation import (
     KEEP_ALIVE,
@@ -28,11 +34,12 @@ from hearth.api.generation import (
     resolve_sampling,
     wire_logprobs,
     wire_usage,
-    with_system_prompt,
 )
+from hearth.chat.output import MessageParts, OutputParser
+from hearth.chat.pieces import Content, Piece, Reasoning, ToolCallStart
 from hearth.engine.base import (
     ChoiceFinished,
-    FinishReason,
+    Engine,
     GenerationFinished,
     GenerationRequest,
     PromptProgress,
@@ -49,36 +56,64 @@ class PreparedChat:
     request: ChatCompletionRequest
     model: LoadedModel
     generation: GenerationRequest
+    plan: ChatPlan
 
 
-def template_messages(messages: list[ChatCompletionMessageParam]) -> list[dict[str, Any]]:
-    """Messages as chat templates expect them: content as one string."""
-    out = []
-    for i, msg in enumerate(messages):
-        item = msg.model_dump(exclude_none=True)
-        content = msg.content
-        if isinstance(content, list):
-            texts = []
-            for j, part in enumerate(content):
-                if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                    raise InvalidRequestError(
-                        f"content part type {part.get('type')!r} is not supported; "
-                        "this server reads text parts only",
-                        param=f"messages.{i}.content.{j}",
-                    )
-                texts.append(part["text"])
-            item["content"] = "".join(texts)
-        elif content is None:
-            item["content"] = ""
-        out.append(item)
-    return out
+def special_tokens(engine: Engine, markers: list[str]) -> frozenset[int]:
+    """The markers that are single (control) tokens of this model, to be written as text."""
+    out = set()
+    for marker in markers:
+        tokens = engine.tokenize(marker, add_special=False)
+        if len(tokens) == 1:
+            out.add(tokens[0])
+    return frozenset(out)
+
+
+def finish_reason(engine_reason: str, parts_have_calls: bool) -> FinishReason:
+    """A choice that ended by itself after calling tools finished with "tool_calls"."""
+    if engine_reason == "stop" and parts_have_calls:
+        return "tool_calls"
+    return "length" if engine_reason == "length" else "stop"
+
+
+def delta_for(pieces: list[Piece]) -> list[ChoiceDelta]:
+    """Stream deltas for pieces: one delta per run of the same kind, as OpenAI sends them."""
+    deltas: list[ChoiceDelta] = []
+    for piece in pieces:
+        last = deltas[-1] if deltas else None
+        if isinstance(piece, Content):
+            if last is not None and last.content is not None:
+                last.content += piece.text
+            else:
+                deltas.append(ChoiceDelta(content=piece.text))
+        elif isinstance(piece, Reasoning):
+            if last is not None and last.reasoning_content is not None:
+                last.reasoning_content += piece.text
+                last.reasoning = last.reasoning_content
+            else:
+                deltas.append(ChoiceDelta(reasoning_content=piece.text, reasoning=piece.text))
+        elif isinstance(piece, ToolCallStart):
+            call = ChoiceDeltaToolCall(
+                index=piece.index,
+                id=piece.id,
+                type="function",
+                function=ChoiceDeltaToolCallFunction(name=piece.name, arguments=""),
+            )
+            deltas.append(ChoiceDelta(tool_calls=[call]))
+        else:
+            fn = ChoiceDeltaToolCallFunction(arguments=piece.text)
+            deltas.append(
+                ChoiceDelta(tool_calls=[ChoiceDeltaToolCall(index=piece.index, function=fn)])
+            )
+    return deltas
 
 
 class ChatCompletionsService:
     """POST /v1/chat/completions, without HTTP."""
 
-    def __init__(self, models: ModelManager):
+    def __init__(self, models: ModelManager, *, reasoning_format: ReasoningFormat = "parsed"):
         self.models = models
+        self.reasoning_format: ReasoningFormat = reasoning_format
 
     async def create(
         self, request: ChatCompletionRequest
@@ -96,16 +131,14 @@ class ChatCompletionsService:
         model = await self.models.get(request.model)
         engine = model.engine
         info = engine.info
-        messages = with_system_prompt(template_messages(request.messages), model.system_prompt)
-        text = model.template.render(messages)
+        plan = build_plan(
+            request, model.template, self.reasoning_format, system_prompt=model.system_prompt
+        )
         # Templates that write the BOS token themselves must not get a second one.
-        add_special = not (info.bos_token and text.startswith(info.bos_token))
-        tokens = engine.tokenize(text, add_special=add_special)
+        add_special = not (info.bos_token and plan.prompt.startswith(info.bos_token))
+        tokens = engine.tokenize(plan.prompt, add_special=add_special)
         sampling = resolve_sampling(
-            request,
-            info.sampling_defaults,
-            info.n_vocab,
-            configured=model.sampling,
+            request, info.sampling_defaults, info.n_vocab, configured=model.sampling
         )
         if request.top_logprobs is not None and not request.logprobs:
             raise InvalidRequestError("top_logprobs requires logprobs=true", param="top_logprobs")
@@ -119,22 +152,26 @@ class ChatCompletionsService:
             ignore_eos=bool(request.ignore_eos),
             speculative=request.speculative,
             draft_max=request.draft_max,
+            grammar=plan.grammar,
+            keep_special=special_tokens(engine, plan.markers),
         )
         engine.check(generation)
-        return PreparedChat(request, model, generation)
+        return PreparedChat(request, model, generation, plan)
 
     async def _complete(self, prepared: PreparedChat) -> ChatCompletion:
         n = prepared.generation.n
-        texts: list[list[str]] = [[] for _ in range(n)]
+        parsers = [prepared.plan.parser() for _ in range(n)]
+        parts = [MessageParts() for _ in range(n)]
         logprobs: list[list[TokenLogprob]] = [[] for _ in range(n)]
-        finish: list[FinishReason] = ["stop"] * n
+        finish: list[str] = ["stop"] * n
         usage = None
         async for event in prepared.model.engine.generate(prepared.generation):
             if isinstance(event, TextDelta):
-                texts[event.index].append(event.text)
+                parts[event.index].add(parsers[event.index].feed(event.text))
                 if event.logprobs:
                     logprobs[event.index].extend(event.logprobs)
             elif isinstance(event, ChoiceFinished):
+                parts[event.index].add(parsers[event.index].finish())
                 finish[event.index] = event.finish_reason
             elif isinstance(event, GenerationFinished):
                 usage = event.usage
@@ -146,8 +183,8 @@ class ChatCompletionsService:
             choices=[
                 Choice(
                     index=i,
-                    message=ChatCompletionMessage(content="".join(texts[i])),
-                    finish_reason=finish[i],
+                    message=_message(parts[i]),
+                    finish_reason=finish_reason(finish[i], bool(parts[i].tool_calls)),
                     logprobs=ChoiceLogprobs(content=wire_logprobs(logprobs[i]))
                     if want_logprobs
                     else None,
@@ -165,6 +202,9 @@ class ChatCompletionsService:
         created = now()
         model_id = prepared.model.entry.id
         include_usage = request.include_usage
+        n = prepared.generation.n
+        parsers: list[OutputParser] = [prepared.plan.parser() for _ in range(n)]
+        called = [False] * n
 
         def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
             return ChatCompletionChunk(
@@ -175,33 +215,48 @@ class ChatCompletionsService:
                 usage=wire_usage(usage) if usage is not None else None,
             )
 
-        for i in range(prepared.generation.n):
+        def pieces_chunks(index: int, pieces: list[Piece]) -> list[ChatCompletionChunk]:
+            called[index] = called[index] or any(isinstance(p, ToolCallStart) for p in pieces)
+            return [chunk([ChunkChoice(index=index, delta=d)]) for d in delta_for(pieces)]
+
+        for i in range(n):
             yield chunk([ChunkChoice(index=i, delta=ChoiceDelta(role="assistant", content=""))])
         async for event in prepared.model.engine.generate(prepared.generation):
             if isinstance(event, TextDelta):
-                yield chunk(
-                    [
-                        ChunkChoice(
-                            index=event.index,
-                            delta=ChoiceDelta(content=event.text),
-                            logprobs=ChoiceLogprobs(content=wire_logprobs(event.logprobs))
-                            if event.logprobs is not None
-                            else None,
-                        )
-                    ]
-                )
+                chunks = pieces_chunks(event.index, parsers[event.index].feed(event.text))
+                if event.logprobs is not None:
+                    lps = ChoiceLogprobs(content=wire_logprobs(event.logprobs))
+                    if not chunks:  # logprobs of held-back text still go out, in order
+                        chunks = [chunk([ChunkChoice(index=event.index, delta=ChoiceDelta())])]
+                    chunks[-1].choices[0].logprobs = lps
+                for c in chunks:
+                    yield c
             elif isinstance(event, ChoiceFinished):
+                for c in pieces_chunks(event.index, parsers[event.index].finish()):
+                    yield c
+                reason = finish_reason(event.finish_reason, called[event.index])
                 yield chunk(
-                    [
-                        ChunkChoice(
-                            index=event.index,
-                            delta=ChoiceDelta(),
-                            finish_reason=event.finish_reason,
-                        )
-                    ]
+                    [ChunkChoice(index=event.index, delta=ChoiceDelta(), finish_reason=reason)]
                 )
             elif isinstance(event, GenerationFinished):
                 if include_usage:
                     yield chunk([], event.usage)
             elif isinstance(event, PromptProgress):
                 yield KEEP_ALIVE
+
+
+def _message(parts: MessageParts) -> ChatCompletionMessage:
+    content = "".join(parts.content)
+    reasoning = "".join(parts.reasoning) or None
+    calls = [
+        ChatCompletionMessageToolCall(
+            id=c.id, function=Function(name=c.name, arguments="".join(c.arguments))
+        )
+        for c in parts.tool_calls
+    ]
+    return ChatCompletionMessage(
+        content=None if calls and not content else content,
+        tool_calls=calls or None,
+        reasoning_content=reasoning,
+        reasoning=reasoning,
+    )

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hearth.api.protocol import CompletionUsage, SamplingRequest, WireModel
+from hearth.api.protocol import CompletionUsage, ResponseFormat, SamplingRequest, WireModel
 
 
 class CompletionRequest(SamplingRequest):
@@ -14,6 +14,9 @@ class CompletionRequest(SamplingRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool | None = None
     logprobs: int | None = Field(None, ge=0, le=20)
+    # -- Hearth extensions (as llama.cpp's server has them): constrained output --
+    response_format: ResponseFormat | None = None
+    grammar: str | None = None
 
 
 class Logprobs(WireModel):

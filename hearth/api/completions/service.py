@@ -20,6 +20,7 @@ from hearth.api.generation import (
     new_id,
     normalize_stop,
     now,
+    output_grammar,
     resolve_sampling,
     wire_usage,
 )
@@ -109,6 +110,7 @@ class CompletionsService:
             configured=model.sampling,
         )
         stop = normalize_stop(request.stop)
+        grammar = output_grammar(request.response_format, request.grammar)
         generations = [
             engine.check(
                 GenerationRequest(
@@ -121,6 +123,7 @@ class CompletionsService:
                     ignore_eos=bool(request.ignore_eos),
                     speculative=request.speculative,
                     draft_max=request.draft_max,
+                    grammar=grammar,
                 )
             )
             for tokens in token_prompts

@@ -20,7 +20,9 @@ from hearth.engine.base import (
     SpecMode,
     resolve_ctx_size,
 )
+from hearth.engine.llamacpp.embed import Embedder
 from hearth.engine.llamacpp.native import NativeModel, default_threads
+from hearth.engine.llamacpp.sampler import grammar_parses
 from hearth.engine.llamacpp.slots import Job
 from hearth.engine.llamacpp.speculative import DraftModel
 from hearth.engine.llamacpp.worker import ContextConfig, Worker
@@ -65,10 +67,14 @@ class EngineOptions:
     draft_max: int = 16
     draft_model: Path | None = None
     max_output_tokens: int | None = None  # a per-model cap on one answer
+    pooling: str = "auto"  # embeddings: auto (the model's own, else mean), mean, cls, last
 
 
 class LlamaCppEngine(Engine):
-    """A GGUF model served by a continuous-batching worker thread."""
+    """A GGUF model served by a continuous-batching worker thread (and, once asked for
+    embeddings, an embedding context on a thread of its own)."""
+
+    supports_embeddings = True
 
     def __init__(self, model_id: str, path: Path, options: EngineOptions):
         self.model = NativeModel(path, gpu_layers=options.gpu_layers)
@@ -111,6 +117,9 @@ class LlamaCppEngine(Engine):
             raise
         self.parallel = options.parallel
         self.max_output_tokens = options.max_output_tokens
+        self.options = options
+        self.threads = threads
+        self.embedder: Embedder | None = None
         self.info = ModelInfo(
             id=model_id,
             path=str(path),
@@ -126,6 +135,7 @@ class LlamaCppEngine(Engine):
             eos_token=self.model.token_text(self.model.eos),
             add_bos=self.model.add_bos,
             sampling_defaults=self._sampling_defaults(),
+            n_embd=llama_cpp.llama_model_n_embd_out(self.model.ptr) or self.model.n_embd,
         )
 
     def _sampling_defaults(self) -> dict[str, float | int]:
@@ -151,6 +161,8 @@ class LlamaCppEngine(Engine):
                 "together (--parallel)",
                 param="n",
             )
+        if request.grammar is not None and not grammar_parses(self.model.vocab, request.grammar):
+            raise InvalidRequestError("llama.cpp could not parse the grammar", param="grammar")
         if request.max_tokens is None:
             if n_prompt >= ctx:
                 raise ContextLengthExceeded(
@@ -191,6 +203,16 @@ class LlamaCppEngine(Engine):
             if not job.finished:
                 job.cancelled = True
 
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        if self.embedder is None:  # only models asked for embeddings pay for the context
+            self.embedder = Embedder(
+                self.model,
+                ctx_size=self.info.ctx_size,
+                threads=self.threads,
+                pooling=self.options.pooling,
+            )
+        return await self.embedder.embed(inputs)
+
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         return self.model.tokenize(text, add_special=add_special)
 
@@ -216,4 +238,6 @@ class LlamaCppEngine(Engine):
 
     def close(self) -> None:
         self.worker.stop()
+        if self.embedder is not None:
+            self.embedder.close()
         self.model.close()

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from hearth.engine.base import GenerationRequest, SpecMode, TokenLogprob
 from hearth.engine.detok import Utf8Stream
+from hearth.engine.llamacpp.sampler import GrammarSampler
 from hearth.engine.stops import StopMatcher
 from hearth.engine.tokens import NgramIndex
 
@@ -50,6 +51,7 @@ class Slot:
         "decoder",
         "draft",
         "draft_max",
+        "grammar",
         "index",
         "job",
         "max_tokens",
@@ -80,6 +82,7 @@ class Slot:
         self.n_generated = 0
         self.max_tokens = 0
         self.sampler: Any = None
+        self.grammar: GrammarSampler | None = None  # set when the output must follow a grammar
         self.decoder = Utf8Stream()
         self.stops = StopMatcher([])
         self.pending_logprobs: list[TokenLogprob] = []

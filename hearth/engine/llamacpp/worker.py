@@ -35,7 +35,7 @@ from hearth.engine.base import (
 from hearth.engine.detok import Utf8Stream
 from hearth.engine.llamacpp.native import NativeModel
 from hearth.engine.llamacpp.prompt_cache import MIN_TOKENS, PromptCache
-from hearth.engine.llamacpp.sampler import build_chain, free_chain, new_seed
+from hearth.engine.llamacpp.sampler import GrammarSampler, build_chain, free_chain, new_seed
 from hearth.engine.llamacpp.slots import Job, Slot
 from hearth.engine.llamacpp.speculative import DraftModel
 from hearth.engine.stops import StopMatcher
@@ -109,8 +109,7 @@ class Worker:
         self._thread.join()
         llama_cpp.llama_batch_free(self.batch)
         for slot in self.slots:
-            free_chain(slot.sampler)
-            slot.sampler = None
+            self._release(slot)
         if self.cache is not None:
             self.cache.clear()
         if self.draft is not None:
@@ -257,6 +256,13 @@ class Worker:
             slot.n_verify = 1
             free_chain(slot.sampler)
             slot.sampler = build_chain(req.sampling, self.model.n_vocab, (seed + index) % 2**32)
+            if slot.grammar is not None:
+                slot.grammar.free()
+            slot.grammar = (
+                GrammarSampler(self.model.vocab, self.model.n_vocab, req.grammar, req.sampling)
+                if req.grammar
+                else None
+            )
             slot.decoder = Utf8Stream()
             slot.stops = StopMatcher(req.stop)
             slot.pending_logprobs = []
@@ -400,8 +406,12 @@ class Worker:
         base = len(slot.cached) - slot.n_verify + 1  # KV length once the fed token is counted
         accepted = 0
         for i in range(slot.n_verify):
-            token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, slot.batch_idx + i)
-            if self._take(slot, token, slot.batch_idx + i, kv_len=base + i):
+            idx = slot.batch_idx + i
+            if slot.grammar is not None:
+                token = slot.grammar.sample(slot.sampler, self.ctx, idx)
+            else:
+                token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, idx)
+            if self._take(slot, token, idx, kv_len=base + i):
                 break  # finished: the choice is over
             if i < len(draft) and token == draft[i]:
                 accepted += 1
@@ -433,7 +443,7 @@ class Worker:
         slot.n_generated += 1
         if req.logprobs is not None:
             slot.pending_logprobs.append(self._logprob(idx, token, req.logprobs))
-        text = slot.decoder.feed(self.model.piece(token))
+        text = slot.decoder.feed(self.model.piece(token, special=token in req.keep_special))
         emit, stopped = slot.stops.feed(text) if text else ("", False)
         if emit:
             slot.out_text.append(emit)
@@ -513,6 +523,9 @@ class Worker:
     def _release(self, slot: Slot) -> None:
         free_chain(slot.sampler)
         slot.sampler = None
+        if slot.grammar is not None:
+            slot.grammar.free()
+            slot.grammar = None
         slot.job = None
         slot.phase = "idle"
         slot.next_token = -1

@@ -1,0 +1,237 @@
+"""From a chat request to what the engine and the output parser need: the prompt (messages and
+tools through the model's template), the grammar that constrains sampling, and how to read the
+output (reasoning markers, tool-call format)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from hearth.api.chat.protocol import (
+    ChatCompletionMessageParam,
+    ChatCompletionNamedToolChoiceParam,
+    ChatCompletionRequest,
+    ReasoningFormat,
+)
+from hearth.api.generation import output_grammar, response_format_rule, with_system_prompt
+from hearth.chat.output import OutputParser
+from hearth.chat.reasoning import (
+    ReasoningMarkers,
+    ReasoningParser,
+    mentions_reasoning,
+    opens_reasoning,
+    reasoning_markers,
+)
+from hearth.chat.template import ChatTemplate
+from hearth.chat.tools import (
+    ToolFormat,
+    argument_rule,
+    call_grammar,
+    detect_tool_format,
+    free_text_then_calls,
+    inline_tool_messages,
+    template_tool_calls,
+    tools_prompt,
+    with_tools_prompt,
+)
+from hearth.errors import InvalidRequestError
+from hearth.grammar.gbnf import RuleSet, literal, text_until
+
+log = logging.getLogger("hearth.api")
+
+# Template variables a request may not override through chat_template_kwargs.
+RESERVED_TEMPLATE_VARS = {"messages", "tools", "add_generation_prompt", "bos_token", "eos_token"}
+
+
+@dataclass(slots=True)
+class ChatPlan:
+    """A chat request made concrete for one model."""
+
+    prompt: str
+    grammar: str | None = None
+    markers: list[str] = field(default_factory=list)  # control tokens to write out as text
+    tool_format: ToolFormat | None = None  # None: tool calls are not extracted
+    parallel: bool = True
+    reasoning: ReasoningMarkers | None = None  # None: raw output, nothing split off
+    reasoning_opened: bool = False
+    raw_prefix: str = ""
+
+    def parser(self) -> OutputParser:
+        """A fresh output parser for one choice."""
+        return OutputParser(
+            ReasoningParser(self.reasoning, opened=self.reasoning_opened)
+            if self.reasoning
+            else None,
+            self.tool_format.parser() if self.tool_format else None,
+            parallel=self.parallel,
+            prefix=self.raw_prefix,
+        )
+
+
+def template_messages(messages: list[ChatCompletionMessageParam]) -> list[dict[str, Any]]:
+    """Messages as chat templates expect them: content as one string."""
+    out = []
+    for i, msg in enumerate(messages):
+        item = msg.model_dump(exclude_none=True)
+        content = msg.content
+        if isinstance(content, list):
+            texts = []
+            for j, part in enumerate(content):
+                if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                    raise InvalidRequestError(
+                        f"content part type {part.get('type')!r} is not supported; "
+                        "this server reads text parts only",
+                        param=f"messages.{i}.content.{j}",
+                    )
+                texts.append(part["text"])
+            item["content"] = "".join(texts)
+        elif content is None:
+            item["content"] = ""
+        if msg.role == "tool" and not msg.tool_call_id:
+            raise InvalidRequestError(
+                "a message with role 'tool' needs the 'tool_call_id' it answers",
+                param=f"messages.{i}.tool_call_id",
+            )
+        out.append(item)
+    return out
+
+
+def _tool_choice(request: ChatCompletionRequest) -> tuple[str, str | None]:
+    """("none" | "auto" | "required", the named function or None)."""
+    choice = request.tool_choice
+    names = [t.function.name for t in request.tools or []]
+    if len(set(names)) != len(names):
+        raise InvalidRequestError("tool function names must be unique", param="tools")
+    if isinstance(choice, ChatCompletionNamedToolChoiceParam):
+        if choice.function.name not in names:
+            raise InvalidRequestError(
+                f"tool_choice names function {choice.function.name!r}, which is not in tools",
+                param="tool_choice",
+            )
+        return "required", choice.function.name
+    if choice == "required" and not names:
+        raise InvalidRequestError("tool_choice 'required' needs tools", param="tool_choice")
+    if not names:
+        return "none", None
+    return choice or "auto", None
+
+
+def build_plan(
+    request: ChatCompletionRequest,
+    template: ChatTemplate,
+    default_reasoning: ReasoningFormat,
+    *,
+    system_prompt: str | None = None,
+) -> ChatPlan:
+    """Render the prompt and decide grammar and output parsing for this request and model."""
+    mode, named = _tool_choice(request)
+    tools = [t.model_dump(exclude_none=True) for t in request.tools or []]
+    fmt = detect_tool_format(template.source, is_fallback=template.is_fallback)
+    messages = with_system_prompt(template_messages(request.messages), system_prompt)
+    if fmt.native:
+        for msg in messages:
+            if msg.get("tool_calls"):
+                msg["tool_calls"] = template_tool_calls(msg["tool_calls"])
+    else:
+        messages = inline_tool_messages(messages)
+        if mode != "none":
+            messages = with_tools_prompt(messages, tools_prompt(tools, mode == "required"))
+    kwargs = dict(request.chat_template_kwargs or {})
+    clash = RESERVED_TEMPLATE_VARS & set(kwargs)
+    if clash:
+        raise InvalidRequestError(
+            f"chat_template_kwargs may not set {', '.join(sorted(clash))}",
+            param="chat_template_kwargs",
+        )
+    if request.reasoning_effort is not None:
+        kwargs["reasoning_effort"] = request.reasoning_effort
+    prompt = template.render(
+        messages, tools=tools if fmt.native and mode != "none" else None, **kwargs
+    )
+
+    markers = reasoning_markers(template.source)
+    opened = opens_reasoning(prompt, markers)
+    plan = ChatPlan(prompt=prompt, markers=[markers.start, markers.end])
+    if (request.reasoning_format or default_reasoning) == "parsed":
+        plan.reasoning, plan.reasoning_opened = markers, opened
+    elif opened:
+        plan.raw_prefix = markers.start  # raw output still shows where the block began
+    if mode != "none":
+        plan.tool_format = fmt
+        plan.parallel = request.parallel_tool_calls is not False
+        plan.markers += fmt.markers
+    thinking = opened or mentions_reasoning(template.source, markers)
+    plan.grammar = _grammar(request, fmt, mode, named, tools, markers if thinking else None, opened)
+    return plan
+
+
+def _grammar(
+    request: ChatCompletionRequest,
+    fmt: ToolFormat,
+    mode: str,
+    named: str | None,
+    tools: list[dict[str, Any]],
+    thinking: ReasoningMarkers | None,
+    opened: bool,
+) -> str | None:
+    if request.grammar is not None:
+        if mode != "none":
+            raise InvalidRequestError(
+                "grammar cannot be combined with tools unless tool_choice is 'none'",
+                param="grammar",
+            )
+        return output_grammar(request.response_format, request.grammar)
+    rules = RuleSet()
+    content = response_format_rule(rules, request.response_format)
+    root = content
+    if mode == "required":
+        chosen = [t for t in tools if named is None or t["function"]["name"] == named]
+        root = _calls(rules, fmt, chosen, tools, request, strict=True)
+    elif mode == "auto":
+        calls = _calls(rules, fmt, tools, tools, request, strict=False)
+        if calls is not None and content is not None:
+            root = rules.add("reply", f"{content} | {calls}")
+        elif calls is not None:
+            root = free_text_then_calls(rules, fmt, calls)
+    if root is None:
+        return None
+    if thinking is not None:  # a thinking model may think first, grammar or not
+        block = text_until(rules, thinking.end, "thought")
+        lead = f"{block} {rules.json('ws')}"
+        if not opened:
+            lead = f"( {literal(thinking.start)} {lead} )?"
+        root = f"{lead} {root}"
+    return rules.render(root)
+
+
+def _calls(
+    rules: RuleSet,
+    fmt: ToolFormat,
+    chosen: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    request: ChatCompletionRequest,
+    *,
+    strict: bool,
+) -> str | None:
+    """The calls rule. Strict (required, named): an unsupported schema is a 400. Otherwise
+    (auto) the grammar only helps, so such a schema leaves calls unconstrained."""
+
+    def on_schema(i: int, schema: Any) -> str:
+        index = tools.index(chosen[i])
+        name = chosen[i]["function"]["name"]
+        return argument_rule(
+            rules, schema, param=f"tools.{index}.function.parameters", hint=f"{name}-args"
+        )
+
+    # A named function is called once; otherwise parallel_tool_calls decides (default: yes).
+    parallel = request.parallel_tool_calls is not False and len(chosen) == len(tools)
+    if strict:
+        return call_grammar(rules, fmt, chosen, parallel=parallel, on_schema=on_schema)
+    saved = dict(rules.rules)
+    try:
+        return call_grammar(rules, fmt, chosen, parallel=parallel, on_schema=on_schema)
+    except InvalidRequestError as exc:
+        rules.rules = saved  # drop the half-built rules
+        log.debug("tool calls left unconstrained: %s", exc.message)
+        return None

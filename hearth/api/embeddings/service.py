@@ -1,0 +1,107 @@
+"""Embeddings: texts or token arrays into the model's embedding context, back as OpenAI
+objects. No FastAPI here: the same service is the in-process library API."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+
+from hearth.api.embeddings.protocol import (
+    CreateEmbeddingResponse,
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingUsage,
+)
+from hearth.engine.base import Engine
+from hearth.errors import ContextLengthExceeded, InvalidRequestError
+from hearth.models.keepalive import keep_alive_seconds
+from hearth.models.manager import LoadedModel, ModelManager
+
+MAX_INPUTS = 2048  # OpenAI's limit per request
+
+
+def tokenized_inputs(raw: Any, engine: Engine) -> list[list[int]]:
+    """The input field's four shapes as token lists, one per input, checked."""
+    if isinstance(raw, str):
+        items: list[Any] = [raw]
+    elif isinstance(raw, list) and raw and all(isinstance(t, int) for t in raw):
+        items = [raw]
+    else:
+        items = list(raw)
+    if not items:
+        raise InvalidRequestError("input must not be empty", param="input")
+    if len(items) > MAX_INPUTS:
+        raise InvalidRequestError(f"at most {MAX_INPUTS} inputs per request", param="input")
+    n_vocab = engine.info.n_vocab
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            if not item:
+                raise InvalidRequestError(f"input {i} is an empty string", param="input")
+            out.append(engine.tokenize(item, add_special=True))
+            continue
+        if not item:
+            raise InvalidRequestError(f"input {i} is an empty token array", param="input")
+        bad = next((t for t in item if not 0 <= t < n_vocab), None)
+        if bad is not None:
+            raise InvalidRequestError(
+                f"token id {bad} in input {i} is outside the vocabulary (0..{n_vocab - 1})",
+                param="input",
+            )
+        out.append(list(item))
+    return out
+
+
+def encode(vector: list[float], fmt: str | None) -> list[float] | str:
+    if fmt == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector
+
+
+class EmbeddingsService:
+    """POST /v1/embeddings, without HTTP."""
+
+    def __init__(self, models: ModelManager):
+        self.models = models
+
+    async def create(self, request: EmbeddingRequest) -> CreateEmbeddingResponse:
+        """Embeddings of every input; bad input raises before any work."""
+        # The lease keeps the model loaded (and out of LRU eviction) while the work runs.
+        async with self.models.use(request.model, keep_alive_seconds(request.keep_alive)) as lease:
+            return await self._embed(request, lease.model)
+
+    async def _embed(
+        self, request: EmbeddingRequest, loaded: LoadedModel
+    ) -> CreateEmbeddingResponse:
+        engine = loaded.engine
+        if not engine.supports_embeddings:
+            raise InvalidRequestError(
+                f"the model '{loaded.entry.id}' cannot make embeddings", param="model"
+            )
+        inputs = tokenized_inputs(request.input, engine)
+        limit = engine.info.ctx_size
+        for i, tokens in enumerate(inputs):
+            if len(tokens) > limit:
+                raise ContextLengthExceeded(
+                    f"input {i} has {len(tokens)} tokens, more than this model's context of "
+                    f"{limit} tokens; shorten it or split it",
+                    param="input",
+                )
+        if request.dimensions is not None and request.dimensions != engine.info.n_embd:
+            raise InvalidRequestError(
+                f"this model's embeddings have {engine.info.n_embd} dimensions; "
+                f"dimensions={request.dimensions} cannot be honoured",
+                param="dimensions",
+            )
+        vectors = await engine.embed(inputs)
+        n_tokens = sum(len(t) for t in inputs)
+        return CreateEmbeddingResponse(
+            data=[
+                Embedding(embedding=encode(v, request.encoding_format), index=i)
+                for i, v in enumerate(vectors)
+            ],
+            model=loaded.entry.id,
+            usage=EmbeddingUsage(prompt_tokens=n_tokens, total_tokens=n_tokens),
+        )

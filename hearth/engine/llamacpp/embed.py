@@ -1,0 +1,135 @@
+"""Embeddings: a llama context of their own on the same model (embeddings on), owned by one
+thread, so embedding requests never touch the generation worker's context or batch.
+
+llama.cpp runs with pooling off and Hearth pools each sequence's own token rows (mean, first
+or last) in float64: llama.cpp's mean pooling sums across the whole batch and rounds
+differently depending on what else is in it, and the same text must give the same vector
+whatever it is batched with. (The projections some models apply after pooling are linear, so
+pooling their per-token outputs is the same thing.)"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import llama_cpp
+import numpy as np
+
+from hearth.engine.llamacpp.native import NativeModel
+from hearth.errors import EngineError
+
+Pooling = Literal["mean", "cls", "last"]
+# GGUF `<arch>.pooling_type` values (llama.cpp's enum) that name a pooling we do.
+_GGUF_POOLING: dict[str, Pooling] = {"1": "mean", "2": "cls", "3": "last"}
+MAX_SEQS_PER_DECODE = 32
+
+
+def model_pooling(model: NativeModel, requested: str = "auto") -> Pooling:
+    """The pooling to use: as requested, else the model's own, else mean (generative models
+    declare none, and the mean of their token states is the usual choice)."""
+    if requested in ("mean", "cls", "last"):
+        return requested  # type: ignore[return-value]
+    arch = model.meta("general.architecture") or ""
+    return _GGUF_POOLING.get(model.meta(f"{arch}.pooling_type") or "", "mean")
+
+
+class Embedder:
+    """Embeds tokenized inputs, packing many into each decode."""
+
+    def __init__(self, model: NativeModel, *, ctx_size: int, threads: int, pooling: str):
+        self.model = model
+        self.ctx_size = ctx_size
+        self.threads = threads
+        self.pooling = model_pooling(model, pooling)
+        self.dim: int = llama_cpp.llama_model_n_embd_out(model.ptr) or model.n_embd
+        self._ctx: Any = None
+        self._batch: Any = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-embed")
+        self.decodes = 0  # for /status and tests: how many decodes the inputs took
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        """L2-normalised embeddings, one per input (each must fit in ctx_size tokens)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._embed_all, inputs)
+
+    def close(self) -> None:
+        self._thread.submit(self._free).result()
+        self._thread.shutdown()
+
+    # -- on the owner thread --------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self._ctx = self.model.new_context(
+            n_ctx=self.ctx_size,
+            n_batch=self.ctx_size,
+            n_ubatch=self.ctx_size,  # a sequence must sit in one ubatch for non-causal models
+            n_seq_max=MAX_SEQS_PER_DECODE,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            embeddings=True,
+            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
+            kv_unified=True,
+            no_perf=True,
+        )
+        self._batch = llama_cpp.llama_batch_init(self.ctx_size, 0, 1)
+
+    def _free(self) -> None:
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+
+    def _embed_all(self, inputs: list[list[int]]) -> list[list[float]]:
+        if self._ctx is None:
+            self._open()
+        out: list[list[float]] = []
+        group: list[list[int]] = []
+        used = 0
+        for tokens in inputs:
+            if group and (used + len(tokens) > self.ctx_size or len(group) == MAX_SEQS_PER_DECODE):
+                out += self._decode(group)
+                group, used = [], 0
+            group.append(tokens)
+            used += len(tokens)
+        if group:
+            out += self._decode(group)
+        return out
+
+    def _decode(self, group: list[list[int]]) -> list[list[float]]:
+        b = self._batch
+        n = 0
+        spans = []
+        for seq, tokens in enumerate(group):
+            spans.append((n, n + len(tokens)))
+            for pos, token in enumerate(tokens):
+                b.token[n] = token
+                b.pos[n] = pos
+                b.n_seq_id[n] = 1
+                b.seq_id[n][0] = seq
+                b.logits[n] = 1
+                n += 1
+        b.n_tokens = n
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        rc = llama_cpp.llama_decode(self._ctx, b)
+        if rc != 0:
+            raise EngineError(f"embedding decode failed (llama_decode returned {rc})")
+        self.decodes += 1
+        ptr = llama_cpp.llama_get_embeddings(self._ctx)
+        rows = np.ctypeslib.as_array(
+            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(n, self.dim)
+        )
+        out = []
+        for start, end in spans:
+            if self.pooling == "cls":
+                vec = rows[start].astype(np.float64)
+            elif self.pooling == "last":
+                vec = rows[end - 1].astype(np.float64)
+            else:
+                vec = rows[start:end].astype(np.float64).mean(axis=0)
+            norm = float(np.linalg.norm(vec))
+            out.append((vec / norm if norm > 0 else vec).astype(np.float32).tolist())
+        return out

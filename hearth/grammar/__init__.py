@@ -1,0 +1,1 @@
+"""GBNF grammars for constrained sampling: building blocks and JSON Schema conversion."""

@@ -1,0 +1,359 @@
+"""JSON Schema to GBNF. Every validation keyword is either enforced by the grammar or refused
+with a 400 that names it: a schema is never silently loosened into an unconstrained run.
+
+Objects list their properties in schema order; optional ones may be left out. Keys beyond
+`properties` are generated only when `additionalProperties` is `true` or a schema."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from hearth.errors import InvalidRequestError
+from hearth.grammar.gbnf import RuleSet, literal
+from hearth.grammar.ranges import int_bounds, int_range
+
+# Keywords that only describe; they never change which documents are valid.
+ANNOTATIONS = {
+    "title",
+    "description",
+    "default",
+    "examples",
+    "example",
+    "$schema",
+    "$id",
+    "$comment",
+    "$defs",
+    "definitions",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "discriminator",
+    "nullable",
+    "contentMediaType",
+    "contentEncoding",
+}
+UNSUPPORTED = {
+    "pattern",
+    "patternProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "dependencies",
+    "dependentRequired",
+    "dependentSchemas",
+    "if",
+    "then",
+    "else",
+    "not",
+    "contains",
+    "minContains",
+    "maxContains",
+    "multipleOf",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "$dynamicRef",
+    "$recursiveRef",
+}
+NUMBER_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
+
+_DATE = '[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )'
+_TIME = (
+    '( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? '
+    '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )'
+)
+_HEX = "[0-9a-fA-F]"
+FORMATS = {
+    "date": _DATE,
+    "time": _TIME,
+    "date-time": f'{_DATE} "T" {_TIME}',
+    "uuid": ' "-" '.join(f"{_HEX}{{{n}}}" for n in (8, 4, 4, 4, 12)),
+}
+
+
+class SchemaConverter:
+    """Turns one JSON Schema into rules of a RuleSet; errors name `param` and a schema path."""
+
+    def __init__(self, rules: RuleSet, root: Any, *, param: str):
+        self.rules = rules
+        self.root = root
+        self.param = param
+        self._refs: dict[str, str] = {}
+
+    def fail(self, what: str, path: str) -> InvalidRequestError:
+        where = path or "the top level"
+        return InvalidRequestError(
+            f"JSON Schema {what} at {where} is not supported: Hearth enforces schemas with a "
+            "grammar and cannot enforce this",
+            param=self.param,
+            code="unsupported_schema",
+        )
+
+    def convert(self, hint: str = "schema") -> str:
+        """The rule name matching the whole schema."""
+        return self.visit(self.root, "", hint)
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def visit(self, schema: Any, path: str, hint: str) -> str:
+        """A GBNF expression (usually a rule name) for documents valid under `schema`."""
+        if schema is True or schema == {}:
+            return self.rules.json()
+        if schema is False:
+            raise self.fail("'false' (nothing is valid)", path)
+        if not isinstance(schema, Mapping):
+            raise InvalidRequestError(
+                f"a JSON Schema must be an object or a boolean, got {type(schema).__name__} "
+                f"at {path or 'the top level'}",
+                param=self.param,
+            )
+        for key in schema:
+            if key in UNSUPPORTED:
+                raise self.fail(f"keyword '{key}'", path)
+        if schema.get("uniqueItems") is True:
+            raise self.fail("keyword 'uniqueItems'", path)
+        if "$ref" in schema:
+            rest = {k: v for k, v in schema.items() if k != "$ref" and k not in ANNOTATIONS}
+            if not rest:
+                return self._ref(schema["$ref"], path)
+            return self.visit(self._merge([{"$ref": schema["$ref"]}, rest], path), path, hint)
+        if "allOf" in schema:
+            rest = {k: v for k, v in schema.items() if k != "allOf"}
+            parts = list(schema["allOf"]) + ([rest] if rest else [])
+            return self.visit(self._merge(parts, f"{path}/allOf"), path, hint)
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                return self._union(schema, key, path, hint)
+        if "const" in schema:
+            return self.rules.add(hint, literal(json.dumps(schema["const"])))
+        if "enum" in schema:
+            values = schema["enum"]
+            if not isinstance(values, list) or not values:
+                raise self.fail("an empty 'enum'", path)
+            return self.rules.add(hint, " | ".join(literal(json.dumps(v)) for v in values))
+        kind = schema.get("type", _infer_type(schema))
+        if isinstance(kind, list):
+            if not kind:
+                raise self.fail("an empty 'type' list", path)
+            alts = [self._typed(t, schema, path, f"{hint}-{t}") for t in kind]
+            return self.rules.add(hint, " | ".join(alts))
+        if kind is None:
+            return self.rules.json()
+        return self._typed(kind, schema, path, hint)
+
+    def _typed(self, kind: Any, schema: Mapping[str, Any], path: str, hint: str) -> str:
+        if kind not in TYPES:
+            raise self.fail(f"type {kind!r}", path)
+        if kind == "object":
+            return self._object(schema, path, hint)
+        if kind == "array":
+            return self._array(schema, path, hint)
+        if kind == "string":
+            return self._string(schema, path, hint)
+        if kind == "integer":
+            return self._integer(schema, path, hint)
+        if kind == "number":
+            for key in NUMBER_BOUNDS:
+                if key in schema:
+                    raise self.fail(f"keyword '{key}' on a number (only on an integer)", path)
+            return self.rules.json("json-number")
+        return self.rules.json("json-bool" if kind == "boolean" else "json-null")
+
+    # -- references and combinators ---------------------------------------------------------
+
+    def _ref(self, ref: Any, path: str) -> str:
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            raise self.fail(f"$ref {ref!r} (only local references, '#/...')", path)
+        if ref in self._refs:
+            return self._refs[ref]
+        target: Any = self.root
+        for part in ref[1:].split("/")[1:] if ref != "#" else []:
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(target, Mapping) and part in target:
+                target = target[part]
+            elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+                target = target[int(part)]
+            else:
+                raise InvalidRequestError(
+                    f"$ref {ref!r} at {path or 'the top level'} points at nothing",
+                    param=self.param,
+                )
+        name = self.rules.fresh("ref-" + (ref.rsplit("/", 1)[-1] or "root"))
+        self._refs[ref] = name  # before visiting, so recursive schemas terminate
+        self.rules.set(name, self.visit(target, ref[1:], name))
+        return name
+
+    def _resolve(self, schema: Any, path: str) -> Any:
+        seen = set()
+        while isinstance(schema, Mapping) and "$ref" in schema:
+            ref = schema["$ref"]
+            if ref in seen or not isinstance(ref, str) or not ref.startswith("#"):
+                raise self.fail(f"$ref {ref!r} inside allOf", path)
+            seen.add(ref)
+            target: Any = self.root
+            for part in ref[1:].split("/")[1:] if ref != "#" else []:
+                target = target.get(part) if isinstance(target, Mapping) else None
+            extra = {k: v for k, v in schema.items() if k != "$ref"}
+            schema = {**target, **extra} if isinstance(target, Mapping) else target
+        return schema
+
+    def _merge(self, parts: list[Any], path: str) -> dict[str, Any]:
+        """allOf as one schema: properties and required united, other keywords must agree."""
+        merged: dict[str, Any] = {}
+        for part in parts:
+            part = self._resolve(part, path)
+            if part is True:
+                continue
+            if not isinstance(part, Mapping):
+                raise self.fail("an allOf member that is not an object", path)
+            for key, value in part.items():
+                if key in ANNOTATIONS:
+                    continue
+                if key == "properties":
+                    props = merged.setdefault("properties", {})
+                    for name, sub in value.items():
+                        props[name] = {"allOf": [props[name], sub]} if name in props else sub
+                elif key == "required":
+                    merged["required"] = list(dict.fromkeys([*merged.get("required", []), *value]))
+                elif key in merged and merged[key] != value:
+                    raise self.fail(f"allOf members that disagree on '{key}'", path)
+                else:
+                    merged[key] = value
+        return merged
+
+    def _union(self, schema: Mapping[str, Any], key: str, path: str, hint: str) -> str:
+        branches = schema[key]
+        if not isinstance(branches, list) or not branches:
+            raise self.fail(f"an empty '{key}'", path)
+        rest = {k: v for k, v in schema.items() if k != key and k not in ANNOTATIONS}
+        alts = []
+        for i, branch in enumerate(branches):
+            sub = self._merge([rest, branch], f"{path}/{key}/{i}") if rest else branch
+            alts.append(self.visit(sub, f"{path}/{key}/{i}", f"{hint}-{i}"))
+        return self.rules.add(hint, " | ".join(alts))
+
+    # -- types ------------------------------------------------------------------------------
+
+    def _object(self, schema: Mapping[str, Any], path: str, hint: str) -> str:
+        props: dict[str, Any] = dict(schema.get("properties") or {})
+        required = list(schema.get("required") or [])
+        # Declared properties only, unless more are asked for; a bare object takes any keys.
+        extra = schema.get("additionalProperties", not (props or required))
+        for name in required:
+            if name not in props:
+                if schema.get("additionalProperties") is False:
+                    raise self.fail(f"required property {name!r} that cannot exist", path)
+                props[name] = extra if isinstance(extra, Mapping) else True
+        if not props and extra is True:
+            return self.rules.json("json-object")
+        ws = self.rules.json("ws")
+        kvs: list[tuple[str, bool]] = []
+        for name, sub in props.items():
+            value = self.visit(sub, f"{path}/properties/{name}", f"{hint}-{name}")
+            kv = self.rules.add(
+                f"{hint}-{name}-kv", f'{literal(json.dumps(name))} {ws} ":" {ws} {value} {ws}'
+            )
+            kvs.append((kv, name in required))
+        more = None
+        if extra is not False:
+            value = self.visit(extra, f"{path}/additionalProperties", f"{hint}-extra")
+            more = self.rules.add(
+                f"{hint}-extra-kv", f'{self.rules.json("json-string")} {ws} ":" {ws} {value} {ws}'
+            )
+        return self.rules.add(hint, f'"{{" {ws} {self._members(kvs, more, hint)} "}}"')
+
+    def _members(self, kvs: list[tuple[str, bool]], more: str | None, hint: str) -> str:
+        # Built back to front. after: the rest when a member is already written (so each
+        # starts with a comma); first: the rest when none is written yet.
+        ws = self.rules.json("ws")
+        after = f'( "," {ws} {more} )*' if more else ""
+        first = f"( {more} {after} )?" if more else ""
+        for kv, is_required in reversed(kvs):
+            after_next = self.rules.add(f"{hint}-after", after) if after else ""
+            if is_required:
+                first = f"{kv} {after_next}".strip()
+                after = f'"," {ws} {kv} {after_next}'.strip()
+            else:
+                first_next = self.rules.add(f"{hint}-first", first) if first else ""
+                first = f"( {kv} {after_next} | {first_next} )"
+                after = f'( "," {ws} {kv} )? {after_next}'.strip()
+        return first
+
+    def _array(self, schema: Mapping[str, Any], path: str, hint: str) -> str:
+        ws = self.rules.json("ws")
+        lo = int(schema.get("minItems", 0))
+        hi = schema.get("maxItems")
+        prefix = schema.get("prefixItems")
+        items = schema.get("items", True)
+        if isinstance(items, list):  # the older tuple form
+            prefix, items = items, schema.get("additionalItems", True)
+        if prefix:
+            parts = [
+                self.visit(s, f"{path}/prefixItems/{i}", f"{hint}-{i}")
+                for i, s in enumerate(prefix)
+            ]
+            body = f' {ws} "," {ws} '.join(parts)
+            if items is not False:
+                item = self.visit(items, f"{path}/items", f"{hint}-item")
+                body += f' {ws} ( "," {ws} {item} {ws} )*'
+            return self.rules.add(hint, f'"[" {ws} {body} {ws} "]"')
+        if hi is not None and int(hi) < lo:
+            raise self.fail("maxItems below minItems", path)
+        if hi is not None and int(hi) == 0:
+            return self.rules.add(hint, f'"[" {ws} "]"')
+        item = self.visit(items, f"{path}/items", f"{hint}-item")
+        rest_hi = None if hi is None else int(hi) - 1
+        body = f"{item} {ws}"
+        if rest_hi != 0:
+            body += f' ( "," {ws} {item} {ws} ){_repeat(max(lo - 1, 0), rest_hi)}'
+        if lo == 0:
+            body = f"( {body} )?"
+        return self.rules.add(hint, f'"[" {ws} {body} "]"')
+
+    def _string(self, schema: Mapping[str, Any], path: str, hint: str) -> str:
+        fmt = schema.get("format")
+        if fmt is not None:
+            if fmt not in FORMATS:
+                raise self.fail(f"format {fmt!r}", path)
+            return self.rules.add(hint, f'"\\"" {FORMATS[fmt]} "\\""')
+        lo = int(schema.get("minLength", 0))
+        hi = schema.get("maxLength")
+        char = self.rules.json("json-char")
+        if lo == 0 and hi is None:
+            return self.rules.json("json-string")
+        return self.rules.add(hint, f'"\\"" {char}{_repeat(lo, hi)} "\\""')
+
+    def _integer(self, schema: Mapping[str, Any], path: str, hint: str) -> str:
+        lo, hi = int_bounds(schema)
+        if lo is None and hi is None:
+            return self.rules.json("json-int")
+        if lo is not None and hi is not None and lo > hi:
+            raise self.fail("an integer range with no values", path)
+        return self.rules.add(hint, int_range(lo, hi))
+
+
+def _infer_type(schema: Mapping[str, Any]) -> str | None:
+    keys = set(schema)
+    if keys & {"properties", "required", "additionalProperties"}:
+        return "object"
+    if keys & {"items", "prefixItems", "minItems", "maxItems"}:
+        return "array"
+    if keys & {"minLength", "maxLength", "format"}:
+        return "string"
+    if keys & set(NUMBER_BOUNDS):
+        return "number"
+    return None
+
+
+def _repeat(lo: int, hi: int | None) -> str:
+    short = {(0, None): "*", (1, None): "+", (0, 1): "?"}.get((lo, hi))
+    if short:
+        return short
+    return f"{{{lo},}}" if hi is None else f"{{{lo},{int(hi)}}}"
+
+
+def schema_to_grammar(rules: RuleSet, schema: Any, *, param: str, hint: str = "schema") -> str:
+    """Add rules for `schema` to `rules`; returns the rule matching a valid document."""
+    return SchemaConverter(rules, schema, param=param).convert(hint)

@@ -1,0 +1,242 @@
+"""JSON Schema to GBNF, judged by llama.cpp's own grammar engine: a document is accepted when
+every token of it is allowed in turn and the end is allowed after the last."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+
+from hearth.engine.base import SamplingParams
+from hearth.engine.llamacpp.native import NativeModel
+from hearth.engine.llamacpp.sampler import GrammarSampler, grammar_parses
+from hearth.errors import InvalidRequestError
+from hearth.grammar.gbnf import RuleSet, gbnf_problem, text_until, text_without
+from hearth.grammar.json_schema import schema_to_grammar
+from tests.unit.conftest import Accepts
+
+
+def grammar_for(schema: Any) -> str:
+    rules = RuleSet()
+    return rules.render(schema_to_grammar(rules, schema, param="response_format"))
+
+
+NESTED = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer", "minimum": 0, "maximum": 130},
+        "role": {"enum": ["admin", "user", "guest"]},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        "address": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "zip": {"type": "string"}},
+            "required": ["city"],
+        },
+        "nick": {"type": ["string", "null"]},
+    },
+    "required": ["name", "age", "role", "tags", "address"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        '{"name": "Al", "age": 30, "role": "admin", "tags": ["a", "b"], "address": {"city": "P"}}',
+        '{"name":"Al","age":0,"role":"user","tags":[],"address":{"city":"P","zip":"1"},"nick":null}',
+        '{ "name": "Al", "age": 130, "role": "guest", "tags": [ "x" ], '
+        '"address": { "city": "x" }, "nick": "y" }',
+    ],
+)
+def test_valid_documents_are_accepted(accepts: Accepts, doc: str) -> None:
+    jsonschema.validate(json.loads(doc), NESTED)  # the test's own premise
+    assert accepts(grammar_for(NESTED), doc)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        '{"name": "Al", "age": 131, "role": "admin", "tags": [], "address": {"city": "P"}}',
+        '{"name": "Al", "age": 30, "role": "root", "tags": [], "address": {"city": "P"}}',
+        '{"name": "Al", "age": 30, "role": "user", "tags": ["a","b","c","d"], '
+        '"address": {"city": "P"}}',
+        '{"name": "Al", "age": 30, "role": "user", "tags": [], "address": {"zip": "1"}}',
+        '{"name": "Al", "age": 30, "role": "user", "tags": [], "address": {"city": "P"}, "x": 1}',
+        '{"name": "Al", "age": 30, "role": "user", "tags": []}',
+        '{"name": "Al", "age": 30.5, "role": "user", "tags": [], "address": {"city": "P"}}',
+    ],
+)
+def test_invalid_documents_are_refused(accepts: Accepts, doc: str) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(json.loads(doc), NESTED)
+    assert not accepts(grammar_for(NESTED), doc)
+
+
+def test_integer_ranges_are_exact(accepts: Accepts) -> None:
+    cases: list[tuple[dict[str, Any], range]] = [
+        ({"minimum": -25, "maximum": 130}, range(-40, 150)),
+        ({"exclusiveMinimum": 7, "exclusiveMaximum": 12}, range(0, 20)),
+        ({"minimum": 95}, range(80, 1005, 7)),
+        ({"maximum": -3}, range(-120, 5)),
+    ]
+    for bounds, values in cases:
+        schema = {"type": "integer", **bounds}
+        grammar = grammar_for(schema)
+        for v in values:
+            valid = jsonschema.Draft202012Validator(schema).is_valid(v)
+            assert accepts(grammar, str(v)) == valid, (bounds, v)
+        assert not accepts(grammar, "007")
+
+
+def test_optional_properties_in_any_subset(accepts: Accepts) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}, "c": {"type": "null"}},
+        "required": ["b"],
+    }
+    g = grammar_for(schema)
+    for doc in [
+        '{"b": true}',
+        '{"a": 1, "b": false}',
+        '{"b": true, "c": null}',
+        '{"a": 2, "b": true, "c": null}',
+    ]:
+        assert accepts(g, doc), doc
+    for doc in ["{}", '{"a": 1}', '{"b": true,}', '{"c": null, "b": true}']:
+        assert not accepts(g, doc), doc
+
+
+def test_refs_recursion_anyof_and_formats(accepts: Accepts) -> None:
+    schema = {
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "children": {"type": "array", "items": {"$ref": "#/$defs/node"}},
+                },
+                "required": ["id", "children"],
+            }
+        },
+        "anyOf": [{"$ref": "#/$defs/node"}, {"type": "string", "format": "date"}],
+    }
+    g = grammar_for(schema)
+    leaf = '{"id": "123e4567-e89b-12d3-a456-426614174000", "children": []}'
+    assert accepts(g, f'{{"id": "123e4567-e89b-12d3-a456-426614174000", "children": [{leaf}]}}')
+    assert accepts(g, '"2024-02-29"')
+    assert not accepts(g, '"2024-13-01"')
+    assert not accepts(g, '{"id": "nope", "children": []}')
+
+
+def test_allof_merges_objects(accepts: Accepts) -> None:
+    schema = {
+        "allOf": [
+            {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+            {"properties": {"b": {"const": 3}}, "required": ["b"]},
+        ]
+    }
+    g = grammar_for(schema)
+    assert accepts(g, '{"a": "x", "b": 3}')
+    assert not accepts(g, '{"a": "x"}')
+
+
+def test_json_is_compact(accepts: Accepts) -> None:
+    # One optional space between tokens: small models wander in newlines and indentation.
+    assert accepts(grammar_for({"type": "object"}), '{"a": [1, 2]}')
+    assert not accepts(grammar_for({"type": "object"}), '{\n  "a": 1\n}')
+
+
+def test_any_object_and_any_value(accepts: Accepts) -> None:
+    assert accepts(grammar_for({"type": "object"}), '{"k": [1, {"z": null}], "s": "\\u00e9"}')
+    assert accepts(grammar_for({}), '[true, 1.5e3, "x"]')
+    assert not accepts(grammar_for({"type": "object"}), "[]")
+
+
+@pytest.mark.parametrize(
+    ("schema", "named"),
+    [
+        ({"type": "string", "pattern": "^a+$"}, "pattern"),
+        ({"type": "object", "properties": {"x": {"not": {"type": "null"}}}}, "not"),
+        ({"type": "number", "minimum": 0}, "minimum"),
+        ({"type": "string", "format": "email"}, "email"),
+        ({"type": "array", "uniqueItems": True}, "uniqueItems"),
+        ({"$ref": "https://example.com/schema.json"}, "$ref"),
+        ({"type": "integer", "multipleOf": 5}, "multipleOf"),
+    ],
+)
+def test_unsupported_features_are_named(schema: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        grammar_for(schema)
+    assert named in info.value.message
+    assert info.value.param == "response_format"
+    assert info.value.status_code == 400
+
+
+def test_annotations_are_ignored(model: NativeModel) -> None:
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "T",
+        "description": "d",
+        "type": "object",
+        "properties": {"x": {"type": "integer", "description": "an x", "default": 1}},
+        "examples": [{"x": 1}],
+    }
+    assert grammar_parses(model.vocab, grammar_for(schema))
+
+
+def test_text_without_and_until(accepts: Accepts) -> None:
+    rules = RuleSet()
+    g = rules.render(f'{text_without(rules, "<tool_call>")} "!"')
+    assert accepts(g, "a <tool <tool_ca <<tool_cal> x!")
+    assert not accepts(g, "a <<tool_call> x!")
+    rules = RuleSet()
+    g = rules.render(f'{text_until(rules, "</think>")} "ok"')
+    assert accepts(g, "some < / thoughts </thin</think>ok")
+    assert not accepts(g, "a </think> b </think>ok")
+
+
+def test_gbnf_problems_are_explained() -> None:
+    assert gbnf_problem('root ::= "a" | b') == "rule 'b' is used on line 1 but never defined"
+    assert gbnf_problem('x ::= "a"') == "the grammar has no 'root' rule"
+    assert gbnf_problem('root ::= "a" [') == "unterminated character class on line 1"
+    assert gbnf_problem('root ::= ( "a"') == "unbalanced '(' in the grammar"
+    assert gbnf_problem('root ::= [a-z]{2,3} x # comment\nx ::= "\\""') is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [SamplingParams(temperature=0.0), SamplingParams(top_k=5), SamplingParams(top_k=40)],
+)
+def test_shortlist_pick_equals_the_full_vocabulary_pick(
+    model: NativeModel, params: SamplingParams
+) -> None:
+    from hearth.engine.llamacpp.sampler import build_chain, free_chain
+
+    grammar = grammar_for({"type": "string"})  # many tokens allowed inside a string
+    g = GrammarSampler(model.vocab, model.n_vocab, grammar, params)
+    rng = np.random.default_rng(0)
+    decided = 0
+    try:
+        for token in model.tokenize('"ab', add_special=False, parse_special=False):
+            g.accept(token)
+        for trial in range(30):
+            logits = (rng.normal(size=model.n_vocab) * 3).astype(np.float32)
+            short_chain = build_chain(params, model.n_vocab, trial)
+            full_chain = build_chain(params, model.n_vocab, trial)
+            try:
+                short = g._narrow(short_chain, logits)
+                full = g._pick(full_chain, logits, constrained=True)
+            finally:
+                free_chain(short_chain)
+                free_chain(full_chain)
+            assert full >= 0 and g.allows(full)
+            if short >= 0:
+                decided += 1
+                assert short == full
+    finally:
+        g.free()
+    assert decided > 0  # the shortlist did decide, and always as the full pass would
