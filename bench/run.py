@@ -232,6 +232,7 @@ def suite_knobs(model: Path, t: int, logs: Path) -> Suite:
     """KV cache types, flash attention and batch sizes, measured once on streams."""
     variants = {
         "hearth f16 KV, FA auto": (),
+        "hearth unified KV": ("--kv-unified",),
         "hearth q8_0 KV": (
             "--cache-type-k",
             "q8_0",

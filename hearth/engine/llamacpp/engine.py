@@ -61,7 +61,7 @@ class EngineOptions:
     flash_attn: str = "auto"
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
-    kv_unified: bool = True
+    kv_unified: bool = False
     cache_ram_mib: int = 0
     speculative: SpecMode = "none"
     draft_max: int = 16

@@ -48,7 +48,7 @@ class DraftModel:
             n_seq_max=n_seq,
             n_threads=threads,
             n_threads_batch=threads,
-            kv_unified=True,
+            kv_unified=False,
             no_perf=True,
         )
         self.mem = llama_cpp.llama_get_memory(self.ctx)
