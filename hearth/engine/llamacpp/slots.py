@@ -50,6 +50,7 @@ class Slot:
         "cached",
         "decoder",
         "draft",
+        "draft_len",
         "draft_max",
         "grammar",
         "index",
@@ -89,6 +90,7 @@ class Slot:
         # Speculative decoding: drafts to verify this step, and how they are made.
         self.spec: SpecMode = "none"
         self.draft_max = 0
+        self.draft_len = 0  # current window, adapted to how many drafts verify (<= draft_max)
         self.draft: list[int] = []
         self.n_verify = 1
         self.ngram = NgramIndex()
