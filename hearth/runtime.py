@@ -13,7 +13,8 @@ from hearth.api.chat.service import ChatCompletionsService
 from hearth.api.completions.service import CompletionsService
 from hearth.api.embeddings.service import EmbeddingsService
 from hearth.engine.base import resolve_ctx_size
-from hearth.errors import ConfigError, ModelNotFound
+from hearth.errors import ConfigError, InvalidModelFile, ModelNotFound
+from hearth.models.gguf_header import GGUFError, read_header
 from hearth.models.manager import EngineFactory, ModelManager, Policy
 from hearth.models.memory import estimate_bytes
 from hearth.models.registry import ModelEntry, Registry
@@ -56,7 +57,15 @@ def llamacpp_factory(settings: Settings) -> EngineFactory:
     def build(entry: ModelEntry) -> object:
         from hearth.engine.llamacpp.engine import LlamaCppEngine
 
-        return LlamaCppEngine(entry.id, entry.path, engine_options(settings, entry))
+        options = engine_options(settings, entry)
+        if options.draft_model is not None:  # llama.cpp opens it too: validate it first
+            try:
+                read_header(options.draft_model)
+            except GGUFError as exc:
+                raise InvalidModelFile(
+                    f"draft model {options.draft_model.name}: {exc.message}", param="draft_model"
+                ) from None
+        return LlamaCppEngine(entry.id, entry.path, options)
 
     return build  # type: ignore[return-value]
 

@@ -123,7 +123,7 @@ class ModelManager:
 
     async def _pin(self, model: str) -> Lease:
         self._loop = asyncio.get_running_loop()
-        entry = self._known_loaded(model) or self.registry.usable(model)
+        entry = self._known_loaded(model) or self.registry.get(model)
         model_id = entry.id
         self._pins[model_id] += 1
         try:
@@ -225,6 +225,9 @@ class ModelManager:
                 return loaded
             task = self._loading.get(entry.id)
             if task is None:
+                # The files as they are now (one stat each): nothing is evicted for a model
+                # whose file went bad since the scan.
+                entry = self.registry.checked(entry)
                 need = self.estimate(entry)
                 victims = self._plan_room(need)
                 if victims is not None:
@@ -279,7 +282,7 @@ class ModelManager:
         try:
             if self._closing:  # let evicted models free their memory first
                 await asyncio.gather(*list(self._closing), return_exceptions=True)
-            engine = await asyncio.to_thread(self.factory, entry)
+            entry, engine = await asyncio.to_thread(self._open, entry)
             try:
                 template = self._template(entry, engine)
             except BaseException:
@@ -308,6 +311,12 @@ class ModelManager:
         if not self._pins[entry.id]:  # everyone who wanted it went away meanwhile
             self._schedule_idle(loaded)
         return loaded
+
+    def _open(self, entry: ModelEntry) -> tuple[ModelEntry, Engine]:
+        """Check the files once more right before llama.cpp opens them (evicted engines may
+        have taken a while to close): a file truncated meanwhile is a 422, not a crash."""
+        entry = self.registry.checked(entry)
+        return entry, self.factory(entry)
 
     def _template(self, entry: ModelEntry, engine: Engine) -> ChatTemplate:
         info = engine.info

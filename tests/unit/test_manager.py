@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from hearth.errors import NoCapacity
+from hearth.errors import InvalidModelFile, NoCapacity
 from hearth.models.manager import ModelManager, Policy
 from hearth.models.registry import ModelEntry, Registry
 from tests.fakes import FakeEngine
@@ -116,6 +117,54 @@ async def test_busy_model_is_never_evicted_the_load_waits(tmp_path: Path) -> Non
     lease.release()
     await waiting
     assert [m.entry.id for m in mgr.loaded()] == ["m1"]
+    await mgr.close()
+
+
+def truncate(path: Path) -> None:
+    os.truncate(path, path.stat().st_size - 256)
+
+
+async def test_a_file_that_goes_bad_while_its_load_waits_evicts_nothing(tmp_path: Path) -> None:
+    mgr = manager(tmp_path, max_loaded=1, wait_timeout=5)
+    assert mgr.registry.get("m1").status == "available"
+    lease = await mgr.acquire("m0")
+    waiting = asyncio.create_task(mgr.get("m1"))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    truncate(tmp_path / "m1.gguf")
+    lease.release()
+    with pytest.raises(InvalidModelFile, match="truncated or corrupt") as err:
+        await waiting
+    assert err.value.status_code == 422
+    assert [m.entry.id for m in mgr.loaded()] == ["m0"]  # not evicted for a broken file
+    assert [e.info.id for e in mgr.engines] == ["m0"]  # type: ignore[attr-defined]
+    assert mgr.registry.get("m1").status == "invalid" and mgr.active("m1") == 0
+    await mgr.close()
+
+
+async def test_files_are_checked_again_right_before_the_engine_opens_them(tmp_path: Path) -> None:
+    """The file goes bad while the evicted model closes, after the room was planned."""
+    for i in range(2):
+        write_tiny_gguf(tmp_path / f"m{i}.gguf")
+    opened: list[str] = []
+
+    class TruncatesOnClose(FakeEngine):
+        def close(self) -> None:
+            truncate(tmp_path / "m1.gguf")
+            super().close()
+
+    def factory(entry: ModelEntry) -> FakeEngine:
+        opened.append(entry.id)
+        return TruncatesOnClose(entry)
+
+    mgr = ModelManager(Registry(tmp_path), factory, policy=Policy(max_loaded=1))
+    await mgr.get("m0")
+    with pytest.raises(InvalidModelFile, match="truncated or corrupt"):
+        await mgr.get("m1")
+    assert opened == ["m0"] and mgr.loaded() == []
+    assert "truncated or corrupt" in (mgr.registry.get("m1").error or "")
+    await mgr.get("m0")  # the manager is fine and loads again
+    assert opened == ["m0", "m0"]
     await mgr.close()
 
 
