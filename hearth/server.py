@@ -8,6 +8,8 @@ import sys
 import uvicorn
 
 from hearth.api.app import create_app
+from hearth.models.registry import Registry
+from hearth.runtime import Runtime
 from hearth.settings import Settings
 
 
@@ -20,13 +22,35 @@ def _configure_logging(level: str) -> None:
     )
 
 
+def models_banner(registry: Registry, preload: list[str]) -> list[str]:
+    """The models this server answers for, one line each with its status."""
+    entries = registry.list()
+    if not entries:
+        return [
+            f"No models in {registry.models_dir}: add one with `hearth pull` or `hearth import`"
+        ]
+    width = max(len(e.id) for e in entries)
+    lines = [f"Models in {registry.models_dir}" + (" and from --model:" if registry.extra else ":")]
+    for e in entries:
+        status = (
+            f"invalid: {e.error}"
+            if e.error
+            else "loaded at start"
+            if e.id in preload
+            else "available, loads on first use"
+        )
+        aliases = f"  (alias {', '.join(e.aliases)})" if e.aliases else ""
+        lines.append(f"  {e.id:<{width}}  {status}{aliases}")
+    return lines
+
+
 class _Server(uvicorn.Server):
     """Prints the URL and the models once the socket is bound (port 0 included)."""
 
-    def __init__(self, config: uvicorn.Config, settings: Settings, model_ids: list[str]):
+    def __init__(self, config: uvicorn.Config, settings: Settings, runtime: Runtime):
         super().__init__(config)
         self.settings = settings
-        self.model_ids = model_ids
+        self.runtime = runtime
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
         await super().startup(sockets)
@@ -38,11 +62,9 @@ class _Server(uvicorn.Server):
                 port = sock.getsockname()[1]
         host = self.settings.host
         shown = f"[{host}]" if ":" in host else host
-        print(f"Hearth listening on http://{shown}:{port}", flush=True)
-        if self.model_ids:
-            print(f"Loading: {', '.join(self.model_ids)}", flush=True)
-        else:
-            print(f"Models load on first use, from {self.settings.models_dir}", flush=True)
+        lines = [f"Hearth listening on http://{shown}:{port}"]
+        lines += models_banner(self.runtime.registry, self.runtime.preload)
+        print("\n".join(lines), flush=True)
 
 
 def run(settings: Settings) -> None:
@@ -59,5 +81,5 @@ def run(settings: Settings) -> None:
         http="auto",
         timeout_graceful_shutdown=5,
     )
-    server = _Server(config, settings, app.state.runtime.preload)
+    server = _Server(config, settings, app.state.runtime)
     server.run()

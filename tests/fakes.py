@@ -1,5 +1,7 @@
-"""A deterministic fake engine for fast protocol tests. It never stands in for the real model:
-every user-visible behaviour is also tested end to end against the starter model."""
+"""A deterministic fake engine for fast protocol tests: what the API layer makes of engine events
+(wire shapes, validation, errors, SSE framing, model lifecycle). It never stands in for the
+engine: generation itself (sampling, stops, n, batching, cancellation, keep-alives, errors in
+one request) is tested end to end against the starter model in tests/e2e."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from hearth.engine.base import (
     Usage,
 )
 from hearth.engine.stops import StopMatcher
-from hearth.errors import ContextLengthExceeded, InvalidRequestError
+from hearth.errors import ContextLengthExceeded
 from hearth.models.registry import ModelEntry
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
@@ -59,8 +61,6 @@ class FakeEngine(Engine):
         self.prompts: list[str] = []  # texts tokenized as prompts (with special tokens)
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
-        if request.n > self.parallel:
-            raise InvalidRequestError("n too large", param="n")
         room = self.info.ctx_size - len(request.prompt)
         if request.max_tokens is None:
             request.max_tokens = room

@@ -170,7 +170,8 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def check(self, request: GenerationRequest) -> GenerationRequest:
-        """Reject a request that cannot run (context, n) before any work; resolve max_tokens."""
+        """Reject a request that cannot run (context, grammar) before any work; resolve
+        max_tokens. Any n runs: choices beyond the free sequences wait for them."""
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:

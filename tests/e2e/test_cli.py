@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import STARTER_ID
+from tests.e2e.conftest import STARTER_ID, start_server
+from tests.ggufs import corrupt, write_tiny_gguf
 
 pytestmark = pytest.mark.e2e
 
@@ -38,11 +39,31 @@ def test_serve_prints_url_and_stops_cleanly(server_factory, sig: signal.Signals)
     ):
         time.sleep(0.1)
     assert server.url in server.output
-    assert STARTER_ID in server.output
+    assert any(
+        line.split() == [STARTER_ID, "loaded", "at", "start"] for line in server.output.splitlines()
+    ), server.output
     server.process.send_signal(sig)
     # uvicorn re-raises the signal after a graceful shutdown, as a terminated process should.
     assert server.process.wait(timeout=20) in (0, -sig, 128 + sig), server.output
     assert "Hearth stopped: models unloaded" in server.output
+
+
+def test_serve_without_model_lists_the_models_it_serves(starter_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / starter_model.name).symlink_to(starter_model)
+    corrupt(write_tiny_gguf(root / "broken.gguf"), "tensor_past_end")
+    server = start_server(tmp_path, None, models_dir=root)
+    try:
+        lines = server.output.splitlines()
+        assert f"Hearth listening on {server.url}" in lines
+        assert f"Models in {root}:" in lines
+        rows = {ln.split()[0]: ln.split(None, 1)[1] for ln in lines if ln.startswith("  ")}
+        assert rows[STARTER_ID] == "available, loads on first use"
+        assert rows["broken"].startswith("invalid: ")
+        assert set(rows) == {STARTER_ID, "broken"}
+    finally:
+        server.stop()
 
 
 def test_models_command_lists_metadata(starter_model, tmp_path) -> None:  # type: ignore[no-untyped-def]

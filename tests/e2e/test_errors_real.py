@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from typing import Any
+
 import httpx
 import openai
 import pytest
@@ -71,3 +75,66 @@ def test_api_key_required_when_set(server_factory) -> None:  # type: ignore[no-u
     ok = openai.OpenAI(base_url=f"{secured.url}/v1", api_key="s3cret")
     assert STARTER_ID in [m.id for m in ok.models.list().data]
     assert httpx.get(f"{secured.url}/health").status_code == 200
+
+
+# A grammar llama.cpp parses, but that nothing can satisfy: llama.cpp never lets a token whose
+# text starts with a NUL byte match, so at the first step the grammar allows no token at all.
+IMPOSSIBLE = 'root ::= "\\x00"'
+
+
+def test_a_request_failing_in_the_engine_leaves_the_others_running(server: RunningServer) -> None:
+    args: dict[str, Any] = {
+        "model": STARTER_ID,
+        "messages": [{"role": "user", "content": "Tell me a long story about a dragon."}],
+        "max_tokens": 160,
+        "temperature": 0,
+        "extra_body": {"ignore_eos": True},
+    }
+
+    async def main() -> tuple[str, list[str], list[str], int]:
+        client = server.async_client()
+        stream = await client.chat.completions.create(
+            **args, stream=True, stream_options={"include_usage": True}
+        )
+        pieces: list[str] = []
+        reasons: list[str] = []
+        states: list[str] = []
+        generated = 0
+        async for chunk in stream:
+            if chunk.usage is not None:
+                generated = chunk.usage.completion_tokens
+            for c in chunk.choices:
+                pieces.append(c.delta.content or "")
+                if c.finish_reason:
+                    reasons.append(c.finish_reason)
+            if len(pieces) == 5:  # mid-stream: fail another request in the same worker
+                with pytest.raises(openai.InternalServerError) as info:
+                    await client.chat.completions.create(
+                        model=STARTER_ID,
+                        messages=[{"role": "user", "content": "Say something."}],
+                        max_tokens=8,
+                        temperature=0,
+                        extra_body={"grammar": IMPOSSIBLE},
+                    )
+                assert info.value.code == "engine_error"
+                assert "grammar" in info.value.message
+                states = [s["state"] for s in server.status()["models"][0]["slots"]]
+        await client.close()
+        return "".join(pieces), reasons, states, generated
+
+    text, reasons, states, generated = asyncio.run(main())
+    assert "generating" in states  # the stream was still running when the other one failed
+    # ... and it ran to its end: every token asked for, finish_reason once.
+    assert text and reasons == ["length"] and generated == 160
+    # A streamed request fails the same way: one error event, then [DONE].
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/chat/completions",
+        json={**GOOD, "stream": True, "grammar": IMPOSSIBLE},
+        timeout=60,
+    ) as r:
+        assert r.status_code == 200
+        events = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert json.loads(events[-2].removeprefix("data: "))["error"]["code"] == "engine_error"
+    assert events[-1] == "data: [DONE]"
+    assert httpx.post(f"{server.url}/v1/chat/completions", json=GOOD, timeout=30).status_code == 200

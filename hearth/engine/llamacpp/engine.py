@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 
@@ -18,6 +19,7 @@ from hearth.engine.base import (
     GenerationRequest,
     ModelInfo,
     SpecMode,
+    Usage,
     resolve_ctx_size,
 )
 from hearth.engine.llamacpp.embed import Embedder
@@ -155,12 +157,8 @@ class LlamaCppEngine(Engine):
         n_prompt = len(request.prompt)
         if n_prompt == 0:
             raise InvalidRequestError("the prompt is empty", param="prompt")
-        if request.n > self.parallel:
-            raise InvalidRequestError(
-                f"n={request.n} is more than the {self.parallel} sequences this model decodes "
-                "together (--parallel)",
-                param="n",
-            )
+        if request.n < 1:
+            raise InvalidRequestError(f"n must be at least 1, got {request.n}", param="n")
         if request.grammar is not None and not grammar_parses(self.model.vocab, request.grammar):
             raise InvalidRequestError("llama.cpp could not parse the grammar", param="grammar")
         if request.max_tokens is None:
@@ -188,20 +186,32 @@ class LlamaCppEngine(Engine):
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         self.check(request)
-        job = Job(request, asyncio.get_running_loop())
-        self.worker.submit(job)
+        loop = asyncio.get_running_loop()
+        # More choices than sequences: groups of at most `parallel` choices, each a job queued
+        # in turn (as llama-server queues a task per choice). A group decodes the prompt once
+        # for its choices; a later group finds it cached in the sequences the last one freed.
+        channel: asyncio.Queue[Any] = asyncio.Queue()
+        jobs = [
+            Job(replace(request, n=min(self.parallel, request.n - first)), loop, channel, first)
+            for first in range(0, request.n, self.parallel)
+        ]
+        for job in jobs:
+            self.worker.submit(job)
+        usage: Usage | None = None
         try:
-            while True:
-                event = await job.queue.get()
-                if isinstance(event, HearthError):
-                    raise event
-                yield event
-                if isinstance(event, GenerationFinished):
-                    return
+            for _ in jobs:
+                while not isinstance(event := await channel.get(), GenerationFinished):
+                    if isinstance(event, HearthError):
+                        raise event
+                    yield event
+                usage = event.usage if usage is None else _merged(usage, event.usage)
+            assert usage is not None
+            yield GenerationFinished(usage)
         finally:
-            # The caller stopped listening (disconnect, error, break): free the sequence.
-            if not job.finished:
-                job.cancelled = True
+            # The caller stopped listening (disconnect, error, break): free the sequences.
+            for job in jobs:
+                if not job.finished:
+                    job.cancelled = True
 
     async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
         if self.embedder is None:  # only models asked for embeddings pay for the context
@@ -241,3 +251,15 @@ class LlamaCppEngine(Engine):
         if self.embedder is not None:
             self.embedder.close()
         self.model.close()
+
+
+def _merged(a: Usage, b: Usage) -> Usage:
+    """One request's usage from two of its choice groups: the prompt counts once, cached as
+    the least any group found (the first group's read, which later groups reuse)."""
+    return Usage(
+        prompt_tokens=a.prompt_tokens,
+        completion_tokens=a.completion_tokens + b.completion_tokens,
+        cached_tokens=min(a.cached_tokens, b.cached_tokens),
+        draft_proposed=a.draft_proposed + b.draft_proposed,
+        draft_accepted=a.draft_accepted + b.draft_accepted,
+    )

@@ -13,7 +13,9 @@ from hearth.engine.tokens import NgramIndex
 
 
 class Job:
-    """One request inside the worker: its n choices and the channel back to its caller."""
+    """One request, or one group of its choices, inside the worker: its n choices and the
+    channel back to its caller. A request with more choices than sequences is split into
+    several jobs that share one queue; `first_index` is the first choice's index in the request."""
 
     __slots__ = (
         "cached_tokens",
@@ -22,16 +24,24 @@ class Job:
         "draft_accepted",
         "draft_proposed",
         "finished",
+        "first_index",
         "loop",
         "open_choices",
         "queue",
         "request",
     )
 
-    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self,
+        request: GenerationRequest,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[Any] | None = None,
+        first_index: int = 0,
+    ):
         self.request = request
         self.loop = loop
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queue: asyncio.Queue[Any] = queue if queue is not None else asyncio.Queue()
+        self.first_index = first_index
         # Set from the event loop when the caller goes away; read by the worker every step.
         self.cancelled = False
         self.finished = False

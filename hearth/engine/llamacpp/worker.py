@@ -243,7 +243,10 @@ class Worker:
         spec = req.speculative or self.cfg.speculative
         if spec == "draft" and self.draft is None:
             spec = "none"
-        for index, slot in enumerate(chosen):
+        for local, slot in enumerate(chosen):
+            # Choice indexes (and so seeds) count across all of a request's groups: with a
+            # seed, every choice samples differently, and the same request repeats.
+            index = job.first_index + local
             if slot is not primary:
                 self._save(slot, keep=0)
                 self._trim(slot, 0)
