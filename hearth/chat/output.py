@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hearth.chat.pieces import Content, Piece, Reasoning, ToolCallArgs, ToolCallStart
-from hearth.chat.reasoning import ReasoningParser
+from hearth.chat.reasoning import HarmonyParser, ReasoningParser
 from hearth.chat.tool_parser import ToolParser
 
 
@@ -15,7 +15,7 @@ class OutputParser:
 
     def __init__(
         self,
-        reasoning: ReasoningParser | None = None,
+        reasoning: ReasoningParser | HarmonyParser | None = None,
         tools: ToolParser | None = None,
         *,
         parallel: bool = True,

@@ -3,7 +3,9 @@ moves the block at the start of the output into reasoning, the rest into content
 
 A block counts only at the start of the output (after whitespace), as the families emit it; a
 prompt that already opened the block (DeepSeek-R1 and others end the generation prompt with
-`<think>`) starts the parser inside it. Text cut before the end marker stays reasoning."""
+`<think>`) starts the parser inside it. Text cut before the end marker stays reasoning.
+
+gpt-oss writes harmony messages instead, each on a channel; HarmonyParser reads those."""
 
 from __future__ import annotations
 
@@ -16,9 +18,19 @@ from hearth.chat.pieces import Content, Piece, Reasoning, find_marker
 class ReasoningMarkers:
     start: str
     end: str
+    tokens: tuple[str, ...] = ()  # the format's other control tokens, to be written as text
 
 
 THINK = ReasoningMarkers("<think>", "</think>")
+# Harmony (gpt-oss, https://github.com/openai/harmony/blob/main/docs/format.md): the prompt
+# ends with `<|start|>assistant`; the model writes `<|channel|>analysis<|message|>...<|end|>`,
+# then `<|start|>assistant<|channel|>final<|message|>...` (`<|return|>` ends generation).
+START, CHANNEL, MESSAGE, END = "<|start|>", "<|channel|>", "<|message|>", "<|end|>"
+HARMONY = ReasoningMarkers(
+    f"{CHANNEL}analysis{MESSAGE}", END, tokens=(START, CHANNEL, MESSAGE, "<|constrain|>")
+)
+HARMONY_NEXT = f"{START}assistant"  # what opens the message after the analysis
+HARMONY_FINAL = f"{CHANNEL}final{MESSAGE}"  # the answer's header
 # Families whose templates name other markers; the first whose end marker appears in the
 # template wins, else <think> (DeepSeek-R1, Qwen3, QwQ, SmolLM3, GLM, Phi-4-reasoning...).
 FAMILIES = (
@@ -31,6 +43,8 @@ FAMILIES = (
 
 def reasoning_markers(template_source: str) -> ReasoningMarkers:
     """The reasoning markers a chat template uses."""
+    if CHANNEL in template_source:
+        return HARMONY
     for family in FAMILIES:
         if family.end in template_source:
             return family
@@ -118,3 +132,73 @@ class ReasoningParser:
             out.append(Reasoning(text))
         self.buf = before[len(text) :] + rest
         return False
+
+
+class HarmonyParser:
+    """Splits harmony messages into pieces: the analysis channel is reasoning, final (and
+    commentary preambles) content. A message to a tool (`to=` in its header) stays content as
+    written, header included: harmony tool calls are not extracted. Output that does not start
+    with a channel is all content."""
+
+    def __init__(self, *, opened: bool = False):
+        # first: the output's start; header: up to <|message|>; body: up to <|end|>;
+        # between: after <|end|>, before the next <|start|>; plain: not harmony at all.
+        self.state = "body" if opened else "first"
+        self.kind: type[Content] | type[Reasoning] = Reasoning if opened else Content
+        self.written: set[type[Content] | type[Reasoning]] = set()
+        self.lead = ""  # what came before the header (<|start|>, after a first message)
+        self.buf = ""
+
+    def feed(self, text: str) -> list[Piece]:
+        """Pieces now certain; a header, or text that may be part of a marker, waits."""
+        self.buf += text
+        out: list[Piece] = []
+        while self.buf:
+            if self.state in ("first", "between"):
+                marker = CHANNEL if self.state == "first" else START
+                stripped = self.buf.lstrip()
+                if marker.startswith(stripped):
+                    break  # all whitespace, or the marker still arriving
+                if not stripped.startswith(marker):
+                    self.state = "plain"
+                elif self.state == "first":
+                    self.buf, self.lead, self.state = stripped, "", "header"
+                else:
+                    self.buf, self.lead, self.state = stripped[len(START) :], START, "header"
+            if self.state == "plain":
+                out.append(Content(self.buf))
+                self.buf = ""
+            if self.state == "header":
+                header, found, rest = self.buf.partition(MESSAGE)
+                if not found:
+                    break
+                self.buf, self.state = rest, "body"
+                out += self._open(header)
+            if self.state == "body":
+                before, rest, ended = find_marker(self.buf, END)
+                if before:
+                    out.append(self.kind(before))
+                    self.written.add(self.kind)
+                self.buf = rest
+                if not ended:
+                    break
+                self.state = "between"
+        return out
+
+    def finish(self) -> list[Piece]:
+        """What was held back; a header cut short is markup and goes."""
+        held, self.buf = self.buf, ""
+        if held and self.state == "body":
+            return [self.kind(held)]
+        if held and self.state in ("first", "plain"):
+            return [Content(held)]
+        return []
+
+    def _open(self, header: str) -> list[Piece]:
+        channel = header.partition(CHANNEL)[2].split("<|")[0].split(" ")[0]
+        if "to=" in header:
+            self.kind = Content
+            return [Content(f"{self.lead}{header}{MESSAGE}")]
+        self.kind = Reasoning if channel == "analysis" else Content
+        # A second message of the same kind starts on a new paragraph.
+        return [self.kind("\n\n")] if self.kind in self.written else []

@@ -283,34 +283,41 @@ class SchemaConverter:
 
     def _array(self, schema: Mapping[str, Any], path: str, hint: str) -> str:
         ws = self.rules.json("ws")
-        lo = int(schema.get("minItems", 0))
-        hi = schema.get("maxItems")
-        prefix = schema.get("prefixItems")
+        prefix = list(schema.get("prefixItems") or [])
         items = schema.get("items", True)
         if isinstance(items, list):  # the older tuple form
             prefix, items = items, schema.get("additionalItems", True)
-        if prefix:
-            parts = [
-                self.visit(s, f"{path}/prefixItems/{i}", f"{hint}-{i}")
-                for i, s in enumerate(prefix)
-            ]
-            body = f' {ws} "," {ws} '.join(parts)
-            if items is not False:
-                item = self.visit(items, f"{path}/items", f"{hint}-item")
-                body += f' {ws} ( "," {ws} {item} {ws} )*'
-            return self.rules.add(hint, f'"[" {ws} {body} {ws} "]"')
-        if hi is not None and int(hi) < lo:
+        hi = None if schema.get("maxItems") is None else int(schema["maxItems"])
+        if items is False:
+            if int(schema.get("minItems", 0)) > len(prefix):
+                raise self.fail("minItems beyond the prefixItems when 'items' is false", path)
+            hi = len(prefix) if hi is None else min(hi, len(prefix))
+        # Without minItems a tuple is written whole: stricter than JSON Schema (which also takes
+        # any beginning of it), never looser.
+        lo = len(prefix) if hi is None else min(len(prefix), hi)
+        if "minItems" in schema:
+            lo = int(schema["minItems"])
+        if hi is not None and hi < lo:
             raise self.fail("maxItems below minItems", path)
-        if hi is not None and int(hi) == 0:
-            return self.rules.add(hint, f'"[" {ws} "]"')
-        item = self.visit(items, f"{path}/items", f"{hint}-item")
-        rest_hi = None if hi is None else int(hi) - 1
-        body = f"{item} {ws}"
-        if rest_hi != 0:
-            body += f' ( "," {ws} {item} {ws} ){_repeat(max(lo - 1, 0), rest_hi)}'
-        if lo == 0:
-            body = f"( {body} )?"
-        return self.rules.add(hint, f'"[" {ws} {body} "]"')
+        parts = [
+            self.visit(s, f"{path}/prefixItems/{i}", f"{hint}-{i}") for i, s in enumerate(prefix)
+        ]
+        item = None
+        if items is not False and (hi is None or hi > len(parts)):
+            item = self.visit(items, f"{path}/items", f"{hint}-item")
+            if not parts:
+                parts = [item]  # the first item is written like a prefix item: no comma before it
+        # Built back to front: `tail` is what may follow once i items are written (each then
+        # starts with a comma). The array may end after any item from index lo on.
+        tail = ""
+        more_hi = None if hi is None else hi - len(parts)
+        if item is not None and more_hi != 0:
+            tail = f'( "," {ws} {item} {ws} ){_repeat(max(lo - len(parts), 0), more_hi)}'
+        for i in reversed(range(len(parts) if hi is None else min(len(parts), hi))):
+            comma = f'"," {ws} ' if i else ""
+            body = f"{comma}{parts[i]} {ws} {tail}".rstrip()
+            tail = body if i < lo else f"( {body} )?"
+        return self.rules.add(hint, f'"[" {ws} {tail} "]"' if tail else f'"[" {ws} "]"')
 
     def _string(self, schema: Mapping[str, Any], path: str, hint: str) -> str:
         fmt = schema.get("format")

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from hearth import Hearth
-from tests.e2e.conftest import STARTER_ID, RunningServer
+from tests.e2e.conftest import STARTER_ID, RunningServer, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -21,8 +21,10 @@ KITTEN = "A kitten was sitting on the rug."
 UNRELATED = ["Interest rates rose sharply in March.", "The compiler rejected the template."]
 
 
-def vectors(client: openai.OpenAI, texts: list[str], **kw: object) -> list[np.ndarray]:
-    r = client.embeddings.create(model=STARTER_ID, input=texts, **kw)  # type: ignore[arg-type]
+def vectors(
+    client: openai.OpenAI, texts: list[str], model: str = STARTER_ID, **kw: object
+) -> list[np.ndarray]:
+    r = client.embeddings.create(model=model, input=texts, **kw)  # type: ignore[arg-type]
     assert [d.index for d in r.data] == list(range(len(texts)))
     return [np.asarray(d.embedding, dtype=np.float64) for d in r.data]
 
@@ -117,3 +119,67 @@ def test_many_inputs_take_few_decodes(starter_model: Path, tmp_path: Path) -> No
     count, decodes = asyncio.run(run())
     assert count == 40
     assert decodes <= 2  # 40 short inputs, up to 32 per decode
+
+
+GEMMA_ID = "gemma-3-270m-q4_k_m"
+
+
+@pytest.fixture(scope="module")
+def gemma_vectors(
+    tmp_path_factory: pytest.TempPathFactory, gemma3_model: Path
+) -> dict[str, list[list[np.ndarray]]]:
+    """Gemma 3 270M (a second architecture) under each pooling: per pooling, three requests'
+    vectors: [CAT, KITTEN], again [CAT, KITTEN], then [KITTEN, *UNRELATED, CAT]. One server
+    at a time."""
+    out = {}
+    for pooling in ("auto", "cls", "last"):
+        server = start_server(
+            tmp_path_factory.mktemp(f"gemma-{pooling}"), gemma3_model,
+            "--pooling", pooling, "--parallel", "1", "--ctx-size", "512",
+        )  # fmt: skip
+        try:
+            client = server.client()
+            out[pooling] = [
+                vectors(client, [CAT, KITTEN], model=GEMMA_ID, encoding_format="float"),
+                vectors(client, [CAT, KITTEN], model=GEMMA_ID),  # base64, the SDK's default
+                vectors(client, [KITTEN, *UNRELATED, CAT], model=GEMMA_ID),
+            ]
+        finally:
+            server.stop()
+    return out
+
+
+@pytest.mark.parametrize("pooling", ["auto", "cls", "last"])
+def test_any_gguf_and_pooling_gives_deterministic_unit_vectors(
+    gemma_vectors: dict[str, list[list[np.ndarray]]], pooling: str
+) -> None:
+    first, again, batched = gemma_vectors[pooling]
+    for vec in (*first, *batched):
+        assert vec.shape == (640,)  # Gemma 3 270M's width, not the starter's 576
+        assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    # Batched with other texts: the same vector, though not to the bit on this architecture
+    # (llama.cpp's Gemma 3 graph changes the last bit with the batch; the starter's does not).
+    np.testing.assert_allclose(first[0], batched[-1], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(first[1], batched[0], rtol=0, atol=1e-6)
+
+
+def test_pooling_flag_changes_the_vectors(gemma_vectors: dict[str, list[list[np.ndarray]]]) -> None:
+    # Gemma declares no pooling, so auto is mean; cls and last are other vectors.
+    mean, cls, last = (gemma_vectors[p][0] for p in ("auto", "cls", "last"))
+    for other in (cls, last):
+        for a, b in zip(mean, other, strict=True):
+            assert not np.allclose(a, b, atol=1e-3)
+    # cls is the first token's state; in a causal model that is the BOS token's alone, the
+    # same for every text. The last token's state has read the whole text.
+    assert np.array_equal(cls[0], cls[1])
+    assert not np.allclose(last[0], last[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("pooling", ["auto", "last"])
+def test_similar_sentences_are_closer_with_gemma(
+    gemma_vectors: dict[str, list[list[np.ndarray]]], pooling: str
+) -> None:
+    kitten, *others, cat = gemma_vectors[pooling][2]
+    for other in others:
+        assert cat @ kitten > cat @ other

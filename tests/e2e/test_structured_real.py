@@ -195,10 +195,13 @@ def test_think_block_is_parsed_in_full_and_streamed_responses(server: RunningSer
     assert raw.startswith("<think>") and "</think>" in raw
 
 
-OPEN_THINK_TEMPLATE = (
+CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}<|im_start|>assistant\n"
-    "{% if enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}"
+)
+OPEN_THINK_TEMPLATE = (
+    CHATML
+    + "{% if enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}"
 )
 
 
@@ -231,3 +234,28 @@ def test_server_flag_keeps_reasoning_raw(server_factory: Callable[..., RunningSe
     )  # fmt: skip
     assert (r.choices[0].message.content or "").startswith("<think>")
     assert not (r.choices[0].message.model_extra or {}).get("reasoning_content")
+
+
+# As gpt-oss's template does: the effort goes into the system message, and only the levels it
+# knows are accepted.
+EFFORT_TEMPLATE = (
+    "{% if reasoning_effort is defined %}"
+    "{% if reasoning_effort not in ['low', 'medium', 'high'] %}"
+    "{{ raise_exception('unknown reasoning effort ' ~ reasoning_effort) }}{% endif %}"
+    "<|im_start|>system\nReasoning: {{ reasoning_effort }}<|im_end|>\n{% endif %}" + CHATML
+)
+
+
+def test_reasoning_effort_reaches_the_template(
+    server_factory: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    template = tmp_path / "effort.jinja"
+    template.write_text(EFFORT_TEMPLATE)
+    client = server_factory("--chat-template-file", str(template)).client()
+    ask: Any = dict(model=STARTER_ID, messages=DESCRIBE, max_tokens=1)
+    plain = client.chat.completions.create(**ask)
+    high = client.chat.completions.create(**ask, reasoning_effort="high")
+    assert plain.usage and high.usage and high.usage.prompt_tokens > plain.usage.prompt_tokens
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(**ask, extra_body={"reasoning_effort": "extreme"})
+    assert "unknown reasoning effort extreme" in info.value.message

@@ -64,16 +64,24 @@ def assert_valid_calls(calls: Any, only: str | None = None) -> None:
     assert len({c.id for c in calls}) == len(calls)
 
 
+NAMED: Any = {"type": "function", "function": {"name": "get_time"}}
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_required_gives_a_valid_call(server: RunningServer, seed: int) -> None:
+@pytest.mark.parametrize("tool_choice", ["required", NAMED], ids=["required", "named"])
+def test_required_gives_a_valid_call(server: RunningServer, tool_choice: Any, seed: int) -> None:
     r = server.client().chat.completions.create(
-        model=STARTER_ID, messages=ASK, tools=TOOLS, tool_choice="required", seed=seed,
+        model=STARTER_ID, messages=ASK, tools=TOOLS, tool_choice=tool_choice, seed=seed,
         max_tokens=300,
     )  # fmt: skip
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert not choice.message.content  # no markup (or anything) left in content
-    assert_valid_calls(choice.message.tool_calls)
+    if tool_choice == "required":
+        assert_valid_calls(choice.message.tool_calls)
+    else:  # the weather question, yet the named function, exactly once
+        assert_valid_calls(choice.message.tool_calls, only="get_time")
+        assert len(choice.message.tool_calls or []) == 1
 
 
 def test_named_function_streamed_with_the_sdk_helper(server: RunningServer) -> None:
@@ -81,7 +89,7 @@ def test_named_function_streamed_with_the_sdk_helper(server: RunningServer) -> N
         model=STARTER_ID,
         messages=ASK,
         tools=TOOLS,
-        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        tool_choice=NAMED,
         max_tokens=300,
     ) as stream:
         kinds = [event.type for event in stream]
@@ -122,6 +130,70 @@ def test_streamed_deltas_match_openai_and_the_full_response(server: RunningServe
     ]
     got = [(c.function.name, c.function.arguments) for c in streamed.message.tool_calls or []]
     assert got == want
+
+
+def earlier_call(n: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"id": f"call_{n}", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments)}}  # fmt: skip
+
+
+# The 135M model makes one call for a question that needs two, unless the conversation shows
+# it how: an earlier turn that asked the same kind of question and got both calls. (Checked:
+# two calls greedily and with seeds 1-5.)
+TWO_QUESTIONS = "What will the weather be in {} this week, and what time is it in {}?"
+TWO_CALLS: list[Any] = [
+    {"role": "user", "content": TWO_QUESTIONS.format("Rome", "Oslo")},
+    {"role": "assistant", "content": None, "tool_calls": [
+        earlier_call(1, "get_weather", {"city": "Rome", "unit": "celsius", "days": 7}),
+        earlier_call(2, "get_time", {"timezone": "Europe/Oslo"}),
+    ]},
+    {"role": "tool", "tool_call_id": "call_1", "content": '{"forecast": "sunny"}'},
+    {"role": "tool", "tool_call_id": "call_2", "content": '{"time": "10:00"}'},
+    {"role": "assistant", "content": "Rome will be sunny this week, and it is 10:00 in Oslo."},
+    {"role": "user", "content": TWO_QUESTIONS.format("Paris", "Tokyo")},
+]  # fmt: skip
+
+
+def test_several_streamed_calls_get_their_own_indexes(server: RunningServer) -> None:
+    state = ChatCompletionStreamState()  # what the SDK's stream helpers accumulate with
+    first_deltas = []
+    for chunk in server.client().chat.completions.create(
+        model=STARTER_ID, messages=TWO_CALLS, tools=TOOLS, tool_choice="required",
+        temperature=0, max_tokens=300, stream=True,
+    ):  # fmt: skip
+        state.handle_chunk(chunk)
+        for choice in chunk.choices:
+            first_deltas += [tc for tc in choice.delta.tool_calls or [] if tc.id is not None]
+    assert [tc.index for tc in first_deltas] == [0, 1]
+    streamed = state.get_final_completion().choices[0]
+    assert streamed.finish_reason == "tool_calls"
+    calls = streamed.message.tool_calls or []
+    assert_valid_calls(calls)  # ids distinct, each call's arguments valid for its own schema
+    assert [(c.id, c.function.name) for c in calls] == [
+        (tc.id, tc.function and tc.function.name) for tc in first_deltas
+    ]
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]
+
+
+def test_parallel_tool_calls_false_gives_one_call(server: RunningServer) -> None:
+    client = server.client()
+    args: dict[str, Any] = dict(
+        model=STARTER_ID, messages=TWO_CALLS, tools=TOOLS, tool_choice="required",
+        temperature=0, max_tokens=300,
+    )  # fmt: skip
+    several = client.chat.completions.create(**args).choices[0].message.tool_calls or []
+    assert len(several) >= 2  # what this request gets when parallel calls are allowed
+    one = client.chat.completions.create(**args, parallel_tool_calls=False).choices[0]
+    assert one.finish_reason == "tool_calls"
+    assert_valid_calls(one.message.tool_calls)
+    assert len(one.message.tool_calls or []) == 1
+    with client.chat.completions.stream(**args, parallel_tool_calls=False) as stream:
+        done = [e for e in stream if e.type == "tool_calls.function.arguments.done"]
+        streamed = stream.get_final_completion().choices[0]
+    assert [e.index for e in done] == [0]
+    assert streamed.finish_reason == "tool_calls"
+    assert_valid_calls(streamed.message.tool_calls)
+    assert len(streamed.message.tool_calls or []) == 1
 
 
 def test_auto_calls_are_valid_when_made(server: RunningServer) -> None:

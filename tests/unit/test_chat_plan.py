@@ -175,3 +175,32 @@ def test_raw_reasoning_gives_back_the_opening_marker() -> None:
     parts = parse(plan.parser(), "hmm</think>ok")
     assert "".join(parts.content) == "<think>hmm</think>ok"
     assert parts.reasoning == []
+
+
+HARMONY_TEMPLATE = (
+    "<|start|>system<|message|>Reasoning: {{ reasoning_effort or 'medium' }}<|end|>"
+    "{%- for m in messages %}{% if m.role == 'assistant' %}"
+    "<|start|>assistant<|channel|>final<|message|>{{ m.content }}<|end|>"
+    "{% else %}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endif %}"
+    "{%- endfor %}<|start|>assistant"
+)
+
+
+def test_harmony_channels_with_and_without_a_grammar(accepts: Accepts) -> None:
+    plan = build_plan(request(reasoning_effort="high"), template(HARMONY_TEMPLATE), "parsed")
+    assert "Reasoning: high" in plan.prompt
+    assert {"<|start|>", "<|channel|>", "<|message|>", "<|end|>"} <= set(plan.markers)
+    answer = "<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final"
+    parts = parse(plan.parser(), answer + "<|message|>Hi!")
+    assert ("".join(parts.reasoning), "".join(parts.content)) == ("Easy.", "Hi!")
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    plan = build_plan(request(response_format=fmt), template(HARMONY_TEMPLATE), "parsed")
+    assert plan.grammar is not None
+    # The JSON is the final channel's message, after an optional analysis.
+    assert accepts(plan.grammar, answer + '<|message|>{"a": 1}')
+    assert accepts(plan.grammar, '<|channel|>final<|message|>{"a": 1}')
+    assert not accepts(plan.grammar, '{"a": 1}')
+    assert not accepts(plan.grammar, '<|channel|>analysis<|message|>x<|end|>{"a": 1}')
+    parts = parse(plan.parser(), answer + '<|message|>{"a": 1}')
+    assert ("".join(parts.reasoning), "".join(parts.content)) == ("Easy.", '{"a": 1}')

@@ -240,3 +240,65 @@ def test_shortlist_pick_equals_the_full_vocabulary_pick(
     finally:
         g.free()
     assert decided > 0  # the shortlist did decide, and always as the full pass would
+
+
+def arrays(pool: list[str], longest: int) -> list[str]:
+    """Every array of up to `longest` values from `pool` (JSON texts)."""
+    out = ["[]"]
+    level: list[list[str]] = [[]]
+    for _ in range(longest):
+        level = [[*a, v] for a in level for v in pool]
+        out += ["[" + ", ".join(a) + "]" for a in level]
+    return out
+
+
+POOL = ['"a"', "1", "true"]
+STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"prefixItems": [STR, INT], "items": BOOL, "minItems": 1, "maxItems": 4},
+        {"prefixItems": [STR, INT], "items": False, "minItems": 1},
+        {"prefixItems": [STR, INT, BOOL], "minItems": 0, "maxItems": 2},
+        {"type": "array", "prefixItems": [STR, INT], "minItems": 3},
+        {"prefixItems": [STR], "items": INT, "minItems": 0},
+        {"items": INT, "minItems": 2, "maxItems": 3},
+        {"$schema": "http://json-schema.org/draft-07/schema#", "items": [STR, INT],
+         "additionalItems": BOOL, "minItems": 2, "maxItems": 3},
+    ],
+)  # fmt: skip
+def test_prefix_items_with_min_and_max_items_are_exact(
+    accepts: Accepts, schema: dict[str, Any]
+) -> None:
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    grammar = grammar_for(schema)
+    for doc in arrays(POOL, 5):
+        assert accepts(grammar, doc) == validator.is_valid(json.loads(doc)), (schema, doc)
+
+
+def test_a_tuple_without_min_items_is_written_whole(accepts: Accepts) -> None:
+    # Stricter than JSON Schema (which takes any beginning of the tuple), never looser.
+    schema = {"prefixItems": [STR, INT], "items": BOOL}
+    validator = jsonschema.Draft202012Validator(schema)
+    grammar = grammar_for(schema)
+    for doc in arrays(POOL, 4):
+        valid = validator.is_valid(json.loads(doc))
+        taken = accepts(grammar, doc)
+        assert valid or not taken, doc
+        assert taken == (valid and doc.count(",") >= 1), doc
+
+
+@pytest.mark.parametrize(
+    ("schema", "named"),
+    [
+        ({"prefixItems": [STR], "items": False, "minItems": 2}, "minItems"),
+        ({"prefixItems": [STR, INT], "minItems": 3, "maxItems": 2}, "maxItems"),
+    ],
+)
+def test_arrays_with_no_valid_length_are_refused(schema: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        grammar_for(schema)
+    assert named in info.value.message
+    assert info.value.status_code == 400

@@ -17,6 +17,10 @@ from hearth.api.chat.protocol import (
 from hearth.api.generation import output_grammar, response_format_rule, with_system_prompt
 from hearth.chat.output import OutputParser
 from hearth.chat.reasoning import (
+    HARMONY,
+    HARMONY_FINAL,
+    HARMONY_NEXT,
+    HarmonyParser,
     ReasoningMarkers,
     ReasoningParser,
     mentions_reasoning,
@@ -59,10 +63,13 @@ class ChatPlan:
 
     def parser(self) -> OutputParser:
         """A fresh output parser for one choice."""
+        reasoning: ReasoningParser | HarmonyParser | None = None
+        if self.reasoning == HARMONY:
+            reasoning = HarmonyParser(opened=self.reasoning_opened)
+        elif self.reasoning:
+            reasoning = ReasoningParser(self.reasoning, opened=self.reasoning_opened)
         return OutputParser(
-            ReasoningParser(self.reasoning, opened=self.reasoning_opened)
-            if self.reasoning
-            else None,
+            reasoning,
             self.tool_format.parser() if self.tool_format else None,
             parallel=self.parallel,
             prefix=self.raw_prefix,
@@ -152,7 +159,7 @@ def build_plan(
 
     markers = reasoning_markers(template.source)
     opened = opens_reasoning(prompt, markers)
-    plan = ChatPlan(prompt=prompt, markers=[markers.start, markers.end])
+    plan = ChatPlan(prompt=prompt, markers=[markers.start, markers.end, *markers.tokens])
     if (request.reasoning_format or default_reasoning) == "parsed":
         plan.reasoning, plan.reasoning_opened = markers, opened
     elif opened:
@@ -198,10 +205,13 @@ def _grammar(
         return None
     if thinking is not None:  # a thinking model may think first, grammar or not
         block = text_until(rules, thinking.end, "thought")
-        lead = f"{block} {rules.json('ws')}"
+        # Harmony's answer is a message of its own, on the final channel.
+        harmony = thinking == HARMONY
+        lead = f"{block} {literal(HARMONY_NEXT) if harmony else rules.json('ws')}"
         if not opened:
             lead = f"( {literal(thinking.start)} {lead} )?"
-        root = f"{lead} {root}"
+        answer = f"{literal(HARMONY_FINAL)} " if harmony else ""
+        root = f"{lead} {answer}{root}"
     return rules.render(root)
 
 
