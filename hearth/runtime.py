@@ -14,10 +14,11 @@ from hearth.api.completions.service import CompletionsService
 from hearth.api.embeddings.service import EmbeddingsService
 from hearth.engine.base import resolve_ctx_size
 from hearth.errors import ConfigError, InvalidModelFile, ModelNotFound
-from hearth.models.gguf_header import GGUFError, read_header
+from hearth.models.gguf_header import GGUFError
 from hearth.models.manager import EngineFactory, ModelManager, Policy
 from hearth.models.memory import estimate_bytes
 from hearth.models.registry import ModelEntry, Registry
+from hearth.models.validate import found_at, validate_model
 from hearth.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def llamacpp_factory(settings: Settings) -> EngineFactory:
         options = engine_options(settings, entry)
         if options.draft_model is not None:  # llama.cpp opens it too: validate it first
             try:
-                read_header(options.draft_model)
+                validate_model(found_at(options.draft_model, None))
             except GGUFError as exc:
                 raise InvalidModelFile(
                     f"draft model {options.draft_model.name}: {exc.message}", param="draft_model"

@@ -32,13 +32,12 @@ def models_banner(registry: Registry, preload: list[str]) -> list[str]:
     width = max(len(e.id) for e in entries)
     lines = [f"Models in {registry.models_dir}" + (" and from --model:" if registry.extra else ":")]
     for e in entries:
-        status = (
-            f"invalid: {e.error}"
-            if e.error
-            else "loaded at start"
-            if e.id in preload
-            else "available, loads on first use"
-        )
+        if e.error:
+            status = f"invalid: {e.error}"
+        elif e.id in preload:
+            status = "loaded at start"
+        else:
+            status = "available, loads on first use"
         aliases = f"  (alias {', '.join(e.aliases)})" if e.aliases else ""
         lines.append(f"  {e.id:<{width}}  {status}{aliases}")
     return lines

@@ -99,6 +99,8 @@ class CallReader:
             rest = self.buf[self.pos :]
             self.buf, self.pos = "", 0
             return rest
+        # Only the unread text is kept, so the buffer does not grow with the arguments.
+        self.buf, self.pos = self.buf[self.pos :], 0
         return None
 
     def events(self) -> list[tuple[str, str]]:

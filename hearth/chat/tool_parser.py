@@ -45,8 +45,18 @@ class ToolParser(abc.ABC):
     @abc.abstractmethod
     def _run(self) -> None: ...
 
-    @abc.abstractmethod
-    def _finish(self) -> None: ...
+    def _finish(self) -> None:
+        """What is left of the buffer at the end: content in the text state, else markup."""
+        if self.state == "text":
+            self._content(self.buf)
+        self.buf = ""
+
+    def _text_until(self, marker: str) -> bool:
+        """Pass on the buffer as content up to `marker` and drop the marker; False when it is
+        absent (what may be its beginning stays in the buffer)."""
+        before, self.buf, found = find_marker(self.buf, marker)
+        self._content(before)
+        return found
 
     def _content(self, text: str) -> None:
         if text:
@@ -109,10 +119,7 @@ class HermesParser(ToolParser):
     def _run(self) -> None:
         while self.buf:
             if self.state == "text":
-                before, rest, found = find_marker(self.buf, HERMES_START)
-                self._content(before)
-                self.buf = rest
-                if not found:
+                if not self._text_until(HERMES_START):
                     return
                 self.state, self.seq, self.unclaimed = "calls", CallSequence(), HERMES_START
             elif self.state == "calls":
@@ -132,11 +139,6 @@ class HermesParser(ToolParser):
                     return
                 self.state = "text"
 
-    def _finish(self) -> None:
-        if self.state == "text":
-            self._content(self.buf)
-        self.buf = ""
-
 
 class MistralParser(ToolParser):
     """Mistral: [TOOL_CALLS][{"name": ..., "arguments": {...}}, ...] (v3 to v7 templates) or
@@ -149,10 +151,7 @@ class MistralParser(ToolParser):
     def _run(self) -> None:
         while self.buf:
             if self.state == "text":
-                before, rest, found = find_marker(self.buf, MISTRAL_CALLS)
-                self._content(before)
-                self.buf = rest
-                if not found:
+                if not self._text_until(MISTRAL_CALLS):
                     return
                 self.state, self.unclaimed = "marker", MISTRAL_CALLS
             elif self.state == "marker":
@@ -215,11 +214,6 @@ class MistralParser(ToolParser):
             return False
         self.buf, self.state = self.buf[end:], "after"
         return True
-
-    def _finish(self) -> None:
-        if self.state == "text":
-            self._content(self.buf)
-        self.buf = ""
 
 
 class JsonStartParser(ToolParser):

@@ -48,12 +48,15 @@ class Result:
     pieces: list[Piece] = field(default_factory=list)
 
 
-def run(make: Callable[[], ToolParser], text: str, split: Split) -> Result:
-    parser = OutputParser(tools=make())
+def feed_all(parser: OutputParser, text: str, split: Split) -> list[Piece]:
     pieces: list[Piece] = []
     for part in split(text):
         pieces += parser.feed(part)
-    pieces += parser.finish()
+    return pieces + parser.finish()
+
+
+def run(make: Callable[[], ToolParser], text: str, split: Split) -> Result:
+    pieces = feed_all(OutputParser(tools=make()), text, split)
     parts = MessageParts()
     parts.add(pieces)
     calls = [(c.name, json.loads("".join(c.arguments))) for c in parts.tool_calls]
@@ -210,10 +213,8 @@ def test_arguments_before_the_name_wait_for_it() -> None:
 
 
 def test_parallel_false_keeps_the_first_call() -> None:
-    parser = OutputParser(tools=hermes(), parallel=False)
     parts = MessageParts()
-    parts.add(parser.feed(QWEN_TWO_CALLS))
-    parts.add(parser.finish())
+    parts.add(feed_all(OutputParser(tools=hermes(), parallel=False), QWEN_TWO_CALLS, whole))
     assert [c.name for c in parts.tool_calls] == ["get_current_temperature"]
 
 
@@ -224,11 +225,8 @@ def test_reasoning_then_tool_call(split: Split) -> None:
         "<think>\nThe user wants weather.\n</think>\n\n"
         '<tool_call>\n{"name": "w", "arguments": {"c": "Paris"}}\n</tool_call>'
     )
-    parser = OutputParser(ReasoningParser(THINK), hermes())
     parts = MessageParts()
-    for part in split(text):
-        parts.add(parser.feed(part))
-    parts.add(parser.finish())
+    parts.add(feed_all(OutputParser(ReasoningParser(THINK), hermes()), text, split))
     assert "".join(parts.reasoning) == "The user wants weather."
     assert "".join(parts.content) == ""
     assert [(c.name, "".join(c.arguments)) for c in parts.tool_calls] == [("w", '{"c": "Paris"}')]

@@ -36,7 +36,6 @@ class PromptCache:
         self._entries: OrderedDict[int, CacheEntry] = OrderedDict()
         self._next = 0
         self.hits = 0
-        self.saves = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -74,7 +73,6 @@ class PromptCache:
         self._entries[self._next] = CacheEntry(list(tokens), buf, written)
         self._next += 1
         self.used_bytes += written
-        self.saves += 1
         return True
 
     def restore(self, ctx: Any, mem: Any, seq: int, entry: CacheEntry) -> bool:

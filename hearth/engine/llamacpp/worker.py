@@ -306,58 +306,73 @@ class Worker:
         budget = self.cfg.batch_size
         want_model: dict[int, list[int]] = {}
         longest = 0
-        for slot in self.slots:
-            slot.draft = []
-            if slot.phase != "generating" or slot.spec == "none" or slot.next_token < 0:
-                continue
-            room = min(
-                slot.max_tokens - slot.n_generated - 1,
-                self.cfg.ctx_size - len(slot.cached) - 2,
-                slot.draft_len,
-                budget // max(1, len(self.slots)) - 1,
-            )
-            if room <= 0:
-                continue
-            history = [*slot.cached, slot.next_token]
-            if slot.spec == "ngram":
-                slot.draft = slot.ngram.propose(history, room)
-            else:
-                want_model[slot.seq] = history
-                longest = max(longest, room)
-        if want_model and self.draft is not None:
-            drafts = self.draft.propose(want_model, longest)
+        # The history a draft continues is `cached` plus the token fed next: appended in place
+        # (no copy of the whole context per step) and taken back once the drafts are made.
+        extended: list[Slot] = []
+        try:
             for slot in self.slots:
-                if slot.seq in drafts:
-                    room = min(slot.draft_len, slot.max_tokens - slot.n_generated - 1)
-                    slot.draft = drafts[slot.seq][: max(0, room)]
+                if slot.draft:
+                    slot.draft = []
+                if slot.phase != "generating" or slot.spec == "none" or slot.next_token < 0:
+                    continue
+                room = min(
+                    slot.max_tokens - slot.n_generated - 1,
+                    self.cfg.ctx_size - len(slot.cached) - 2,
+                    slot.draft_len,
+                    budget // max(1, len(self.slots)) - 1,
+                )
+                if room <= 0:
+                    continue
+                slot.cached.append(slot.next_token)
+                extended.append(slot)
+                if slot.spec == "ngram":
+                    slot.draft = slot.ngram.propose(slot.cached, room)
+                else:
+                    want_model[slot.seq] = slot.cached
+                    longest = max(longest, room)
+            if want_model and self.draft is not None:
+                drafts = self.draft.propose(want_model, longest)
+                for slot in self.slots:
+                    if slot.seq in drafts:
+                        room = min(slot.draft_len, slot.max_tokens - slot.n_generated - 1)
+                        slot.draft = drafts[slot.seq][: max(0, room)]
+        finally:
+            for slot in extended:
+                slot.cached.pop()
 
     def _fill_batch(self) -> tuple[int, list[Slot], list[Slot]]:
         b = self.batch
         tok, pos, nseq, seqs, logits = b.token, b.pos, b.n_seq_id, b.seq_id, b.logits
         n = 0
         to_sample: list[Slot] = []
+        prompting: list[Slot] = []
         for slot in self.slots:
             if slot.phase == "generating" and slot.next_token >= 0:
                 slot.batch_idx = n
                 slot.n_verify = 1 + len(slot.draft)
-                start = len(slot.cached)
-                for j, t in enumerate((slot.next_token, *slot.draft)):
-                    tok[n] = t
-                    pos[n] = start + j
+                cached = slot.cached
+                start = len(cached)
+                cached.append(slot.next_token)
+                cached.extend(slot.draft)  # trimmed back after verification
+                for i in range(start, len(cached)):
+                    tok[n] = cached[i]
+                    pos[n] = i
                     nseq[n] = 1
                     seqs[n][0] = slot.seq
                     logits[n] = 1
                     n += 1
-                slot.cached.append(slot.next_token)
-                slot.cached.extend(slot.draft)  # trimmed back after verification
                 slot.next_token = -1
                 to_sample.append(slot)
+            elif slot.phase == "prompt":
+                prompting.append(slot)
+        if not prompting:
+            return n, to_sample, []
         budget = self.cfg.batch_size - n
         progressed: list[Slot] = []
-        for job in self.active:
+        for job in self.active:  # admission order: the oldest prompt is filled first
             if budget <= 0:
                 break
-            found = next((s for s in self.slots if s.job is job and s.phase == "prompt"), None)
+            found = next((s for s in prompting if s.job is job), None)
             if found is None:
                 continue
             slot = found
@@ -460,11 +475,11 @@ class Worker:
         emit, stopped = slot.stops.feed(text) if text else ("", False)
         if emit:
             slot.out_text.append(emit)
-            if not stopped:
+            if not stopped and slot.pending_logprobs:
                 slot.out_logprobs.extend(slot.pending_logprobs)
-                slot.pending_logprobs = []
+                slot.pending_logprobs.clear()
         if stopped:
-            slot.pending_logprobs = []  # the tokens that spelled the stop string are not output
+            slot.pending_logprobs.clear()  # the tokens that spelled the stop string are not output
             self._finish(slot, "stop", flush=False)
             return True
         if slot.n_generated >= slot.max_tokens or kv_len >= self.cfg.ctx_size:
@@ -476,10 +491,13 @@ class Worker:
         """This step's text for the slot, as one delta."""
         job = slot.job
         if job is not None and (slot.out_text or slot.out_logprobs):
-            lps = slot.out_logprobs if job.request.logprobs is not None else None
+            lps = None
+            if job.request.logprobs is not None:
+                lps, slot.out_logprobs = slot.out_logprobs, []  # the delta keeps this list
             self.out.append((job, TextDelta(slot.index, "".join(slot.out_text), lps)))
-        slot.out_text = []
-        slot.out_logprobs = []
+        slot.out_text.clear()
+        if slot.out_logprobs:
+            slot.out_logprobs = []
 
     def _logprob(self, idx: int, token: int, top_n: int) -> TokenLogprob:
         ptr = llama_cpp.llama_get_logits_ith(self.ctx, idx)
