@@ -2,6 +2,8 @@
 
     python -m bench.run --suite peers     # Hearth vs llama-cpp-python's server (issue: foundation)
     python -m bench.run --suite engine    # Hearth vs llama.cpp's llama-server (engine speed)
+    python -m bench.run --suite isolation # engines in child processes vs in the server
+    python -m bench.run --suite compute   # fresh vs after embeddings / a second model
 
 Writes a Markdown report (default docs/benchmarks.md, section per suite)."""
 
@@ -16,6 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import compute as C
 from bench import peers as P
 from bench.client import RequestResult, Summary, summarise
 from bench.workloads import (
@@ -278,6 +281,8 @@ SUITES = {
     "features": suite_features,
     "knobs": suite_knobs,
 }
+# Suites that compare two Hearth settings through steps of their own (bench/compute.py).
+FLOWS = {"isolation": C.isolation, "compute": C.compute}
 
 
 def hearth_stats(peer: P.Peer) -> str:
@@ -304,7 +309,7 @@ def hearth_stats(peer: P.Peer) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--suite", choices=list(SUITES), default="peers")
+    ap.add_argument("--suite", choices=[*SUITES, *FLOWS], default="peers")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -314,6 +319,19 @@ def main() -> None:
     tok = Tokenizer(model)
     logs = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
     (logs / "none.toml").touch()
+    today = datetime.date.today().isoformat()
+    if args.suite in FLOWS:
+        result = FLOWS[args.suite](model, args.threads, args.rounds, logs, eog_bias(tok))
+        body = (
+            f"## Suite `{args.suite}` — {today}\n\n"
+            f"Machine: {machine()}. Model: {model.name}. Threads: {args.threads}. Streamed "
+            f"chat, 128 tokens; rounds: {args.rounds}, servers alternating; medians shown.\n"
+            f"Command: `python -m bench.run --suite {args.suite} --rounds {args.rounds}`\n\n"
+            + result
+        )
+        print(body)
+        write_section(args.out, args.suite, body)
+        return
     suite = SUITES[args.suite](model, args.threads, logs)
     started: dict[str, P.Peer] = {}
     stats: list[str] = []
@@ -329,7 +347,6 @@ def main() -> None:
     finally:
         for s in started.values():
             s.stop()
-    today = datetime.date.today().isoformat()
     body = (
         f"## Suite `{args.suite}` — {today}\n\n"
         f"Machine: {machine()}. Model: {model.name}. Threads: {args.threads} for every server. "

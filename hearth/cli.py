@@ -73,6 +73,10 @@ def serve(
         bool | None,
         typer.Option("--kv-unified/--no-kv-unified", help="One KV buffer for all sequences."),
     ] = None,
+    engine_isolation: Annotated[
+        str | None,
+        typer.Option(help="process (each model in a child process) or thread [process]."),
+    ] = None,
     chat_template_file: Annotated[
         Path | None, typer.Option(help="Jinja chat template overriding the model's.")
     ] = None,

@@ -150,7 +150,7 @@ class Hearth:
 
     async def close(self) -> None:
         """Unload every model and stop their worker threads."""
-        await self.runtime.models.close()
+        await self.runtime.close()
 
     async def __aenter__(self) -> Hearth:
         return self

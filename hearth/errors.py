@@ -3,6 +3,8 @@ renders them in one place (hearth.api.errors) and the CLI turns them into messag
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HearthError(Exception):
     """Base of every error Hearth raises on purpose."""
@@ -17,6 +19,18 @@ class HearthError(Exception):
         self.param = param
         if code is not None:
             self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross the engine child's pipe; rebuild them without calling __init__ (some
+        # subclasses take other arguments).
+        return (_rebuild, (type(self), self.__dict__))
+
+
+def _rebuild(cls: type[HearthError], state: dict[str, Any]) -> HearthError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, state.get("message", ""))
+    err.__dict__.update(state)
+    return err
 
 
 class ConfigError(HearthError):
@@ -99,6 +113,24 @@ class EngineError(HearthError):
     """llama.cpp failed while serving a request."""
 
     code = "engine_error"
+
+
+class EngineCrashed(EngineError):
+    """A model's engine process died (abort, segfault, killed); its requests fail with this."""
+
+    code = "engine_crashed"
+
+
+class ModelUnloaded(ServiceUnavailable):
+    """The model was unloaded (forced, or the server stopped) while the request ran."""
+
+    code = "model_unloaded"
+
+
+class ModelFailed(ServiceUnavailable):
+    """A model whose engine crashed again and again is refused until loaded explicitly."""
+
+    code = "model_failed"
 
 
 class RequestCancelled(HearthError):

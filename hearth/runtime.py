@@ -22,7 +22,10 @@ from hearth.models.validate import found_at, validate_model
 from hearth.settings import Settings
 
 if TYPE_CHECKING:
+    from hearth.engine.base import Engine
+    from hearth.engine.llamacpp.compute import ComputeThread
     from hearth.engine.llamacpp.engine import EngineOptions
+    from hearth.engine.llamacpp.process import ChildPool
 
 
 def engine_options(settings: Settings, entry: ModelEntry) -> EngineOptions:
@@ -52,13 +55,22 @@ def engine_options(settings: Settings, entry: ModelEntry) -> EngineOptions:
     )
 
 
-def llamacpp_factory(settings: Settings) -> EngineFactory:
-    """Builds llama.cpp engines with the server's settings (llama_cpp is imported lazily)."""
+class LlamaCppFactory:
+    """Builds llama.cpp engines with the server's settings (llama_cpp is imported lazily):
+    each in a child process (with a spare child kept started), or, with thread isolation, all
+    on one compute thread of this process."""
 
-    def build(entry: ModelEntry) -> object:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._pool: ChildPool | None = None
+        self._compute: ComputeThread | None = None
+
+    def __call__(self, entry: ModelEntry) -> Engine:
+        from hearth.engine.llamacpp.compute import ComputeThread
         from hearth.engine.llamacpp.engine import LlamaCppEngine
+        from hearth.engine.llamacpp.process import ChildPool, ProcessEngine
 
-        options = engine_options(settings, entry)
+        options = engine_options(self.settings, entry)
         if options.draft_model is not None:  # llama.cpp opens it too: validate it first
             try:
                 validate_model(found_at(options.draft_model, None))
@@ -66,9 +78,18 @@ def llamacpp_factory(settings: Settings) -> EngineFactory:
                 raise InvalidModelFile(
                     f"draft model {options.draft_model.name}: {exc.message}", param="draft_model"
                 ) from None
-        return LlamaCppEngine(entry.id, entry.path, options)
+        if self.settings.engine_isolation == "process":
+            if self._pool is None:
+                self._pool = ChildPool()
+            return ProcessEngine(entry.id, entry.path, options, self._pool)
+        if self._compute is None:
+            self._compute = ComputeThread()
+        return LlamaCppEngine(entry.id, entry.path, options, self._compute)
 
-    return build  # type: ignore[return-value]
+    def close(self) -> None:
+        """Let the spare child go (loaded engines are the manager's to close)."""
+        if self._pool is not None:
+            self._pool.close()
 
 
 def memory_estimator(settings: Settings) -> Callable[[ModelEntry], int]:
@@ -102,6 +123,13 @@ class Runtime:
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     preloaded: bool = False  # the start-up models have loaded (they may unload later)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Unload every model, then release what the engines shared."""
+        await self.models.close()
+        for close in self.closers:
+            close()
 
     def context_window(self, entry: ModelEntry) -> int:
         """The context one request may use for this model, loaded or not."""
@@ -134,9 +162,13 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
                     f"--model {name}: no such model in {settings.models_dir} "
                     "(give a path to a .gguf file, or an id from `hearth models`)"
                 ) from None
+    closers = []
+    if factory is None:
+        llama = LlamaCppFactory(settings)
+        factory, closers = llama, [llama.close]
     models = ModelManager(
         registry,
-        factory or llamacpp_factory(settings),
+        factory,
         chat_template_file=settings.chat_template_file,
         policy=Policy(
             max_loaded=settings.max_loaded_models,
@@ -156,4 +188,5 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         completions=CompletionsService(models),
         embeddings=EmbeddingsService(models),
         preload=preload,
+        closers=closers,
     )

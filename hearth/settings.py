@@ -66,6 +66,7 @@ class Settings(BaseModel):
     cache_type_k: Literal["f16", "q8_0", "q4_0"] = "f16"
     cache_type_v: Literal["f16", "q8_0", "q4_0"] = "f16"
     kv_unified: bool = False
+    engine_isolation: Literal["process", "thread"] = "process"
     cache_ram: int = Field(4096, ge=0)
     speculative: Literal["none", "ngram", "draft"] | None = None
     draft_model: Path | None = None

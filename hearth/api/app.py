@@ -16,7 +16,12 @@ from hearth.api.completions.router import router as completions_router
 from hearth.api.embeddings.router import router as embeddings_router
 from hearth.api.errors import install_error_handlers
 from hearth.api.lifecycle.router import router as lifecycle_router
-from hearth.api.middleware import ApiKeyMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
+from hearth.api.middleware import (
+    ApiKeyMiddleware,
+    BodySizeLimitMiddleware,
+    JsonBodyCheckMiddleware,
+    RequestIdMiddleware,
+)
 from hearth.api.models.router import router as models_router
 from hearth.api.pull.router import router as pull_router
 from hearth.api.system.router import router as system_router
@@ -46,7 +51,7 @@ def create_app(
             preload.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await preload
-            await rt.models.close()
+            await rt.close()
             log.info("Hearth stopped: models unloaded")
 
     app = FastAPI(title="Hearth", version=__version__, lifespan=lifespan)
@@ -59,6 +64,7 @@ def create_app(
     app.include_router(pull_router)
 
     # Added innermost first: the request id wraps everything, so even a 401 or 413 has one.
+    app.add_middleware(JsonBodyCheckMiddleware)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from hearth.api.middleware import BodyRejected
 from hearth.api.streaming import error_body
 from hearth.errors import (
     HearthError,
@@ -53,7 +54,9 @@ def validation_error(exc: RequestValidationError) -> InvalidRequestError:
     if first.get("type") == "missing":
         message = f"missing required parameter '{param}'"
     elif param:
-        message = f"invalid value for '{param}': {first.get('msg')}"
+        # Our own validators' messages, without pydantic's "Value error, " in front.
+        error = first.get("ctx", {}).get("error") if first.get("type") == "value_error" else None
+        message = f"invalid value for '{param}': {error or first.get('msg')}"
     else:
         message = str(first.get("msg", "invalid request"))
     if len(errors) > 1:
@@ -75,12 +78,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         err: HearthError
-        if exc.status_code == 404:
+        if isinstance(exc, BodyRejected):
+            err = exc.error
+        elif exc.status_code == 404:
             err = NotFoundError("no such route")
         elif exc.status_code == 413:
             err = RequestTooLarge("the request body is over the size limit")
         elif exc.status_code == 405:
             err = MethodNotAllowed("this route does not accept that HTTP method")
+        elif exc.status_code == 400:
+            # FastAPI's bare 400 for a body its JSON parser raised on (a number past Python's
+            # 4300-digit limit): the client's doing, so never a 500.
+            cause = f": {exc.__cause__}" if exc.__cause__ else ""
+            err = InvalidRequestError(
+                f"the request body could not be read{cause}", code="invalid_json"
+            )
+        elif exc.status_code < 500:
+            err = InvalidRequestError(str(exc.detail))
+            err.status_code = exc.status_code
         else:
             err = HearthError(str(exc.detail))
         return error_response(err, dict(exc.headers) if exc.headers else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hearth.api.protocol import (
@@ -81,6 +81,19 @@ def with_system_prompt(
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
+def check_token_ids(ids: Iterable[int], n_vocab: int, param: str, where: str = "") -> None:
+    """Refuse a token id outside the vocabulary before any native call sees it (llama.cpp
+    reads out of bounds, or aborts the process). `where` names the part: 'in prompt 2'."""
+    for token in ids:
+        # bool is an int to Python; the wire models refuse it, library callers may not.
+        if isinstance(token, bool) or not 0 <= token < n_vocab:
+            at = f" {where}" if where else ""
+            raise InvalidRequestError(
+                f"token id {token!r}{at} is outside the vocabulary (0..{n_vocab - 1})",
+                param=param,
+            )
+
+
 def parse_logit_bias(
     bias: Mapping[str, float] | None, n_vocab: int
 ) -> tuple[tuple[int, float], ...]:
@@ -94,11 +107,7 @@ def parse_logit_bias(
             raise InvalidRequestError(
                 f"logit_bias keys must be token ids, got {key!r}", param="logit_bias"
             ) from None
-        if not 0 <= token < n_vocab:
-            raise InvalidRequestError(
-                f"logit_bias token {token} is outside the vocabulary (0..{n_vocab - 1})",
-                param="logit_bias",
-            )
+        check_token_ids([token], n_vocab, "logit_bias", where="in logit_bias")
         if not -100.0 <= value <= 100.0:
             raise InvalidRequestError(
                 f"logit_bias values must be between -100 and 100, got {value}", param="logit_bias"
@@ -120,7 +129,7 @@ def checked_grammar(grammar: str) -> str:
     """A user's GBNF grammar, refused with a 400 that explains a first problem found."""
     problem = gbnf_problem(grammar)
     if problem:
-        raise InvalidRequestError(f"the grammar is not valid GBNF: {problem}", param="grammar")
+        raise InvalidRequestError(f"the grammar was refused: {problem}", param="grammar")
     return grammar
 
 

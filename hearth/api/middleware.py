@@ -1,5 +1,5 @@
-"""Pure ASGI middleware: request ids, body size limit, API key. Pure ASGI so that streamed
-responses pass through untouched and without extra buffering."""
+"""Pure ASGI middleware: request ids, body size limit, JSON body checks, API key. Pure ASGI
+so that streamed responses pass through untouched and without extra buffering."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hearth.api.jsonscan import MAX_JSON_DEPTH, JsonBodyScan
 from hearth.api.streaming import error_body
-from hearth.errors import AuthenticationError, HearthError, RequestTooLarge
+from hearth.errors import AuthenticationError, HearthError, InvalidRequestError, RequestTooLarge
 
 
 async def _send_error(send: Send, exc: HearthError, extra: list[tuple[bytes, bytes]]) -> None:
@@ -21,6 +22,16 @@ async def _send_error(send: Send, exc: HearthError, extra: list[tuple[bytes, byt
         {"type": "http.response.start", "status": exc.status_code, "headers": headers + extra}
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class BodyRejected(HTTPException):
+    """Raised from `receive` while the app reads the body: FastAPI lets HTTPException through
+    its body parsing (anything else there becomes a bare 400), and the app's HTTP error
+    handler renders `error`."""
+
+    def __init__(self, error: HearthError):
+        super().__init__(status_code=error.status_code, detail=error.message)
+        self.error = error
 
 
 class RequestIdMiddleware:
@@ -75,10 +86,47 @@ class BodySizeLimitMiddleware:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     # Raised inside body parsing, it reaches the app's error handler as a 413.
-                    raise HTTPException(status_code=413)
+                    raise BodyRejected(error)
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    """Whether FastAPI reads this body as JSON: no content type, or a JSON one."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            kind = value.split(b";", 1)[0].strip().lower()
+            return kind in (b"", b"application/json") or (
+                kind.startswith(b"application/") and kind.endswith(b"+json")
+            )
+    return True
+
+
+class JsonBodyCheckMiddleware:
+    """Refuses with a 400 a JSON body JsonBodyScan finds a problem in, as it streams in (no
+    buffering): raised inside body parsing, so before json.loads runs, and rendered by the app."""
+
+    def __init__(self, app: ASGIApp, max_depth: int = MAX_JSON_DEPTH):
+        self.app = app
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        scan = JsonBodyScan(self.max_depth)
+
+        async def checking_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                final = not message.get("more_body", False)
+                problem = scan.feed(message.get("body", b""), final)
+                if problem:
+                    raise BodyRejected(InvalidRequestError(problem, code="invalid_json"))
+            return message
+
+        await self.app(scope, checking_receive, send)
 
 
 class ApiKeyMiddleware:

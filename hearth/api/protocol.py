@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
 
 log = logging.getLogger("hearth.api")
 
 
-class OpenAIRequest(BaseModel):
-    """Base of request bodies: unknown fields are accepted and ignored (and logged at debug)."""
+# A token id in a prompt or input: strict, so JSON true is not token 1 nor "7" token 7.
+TokenId = Annotated[int, Strict()]
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+def _token_arrays(value: object) -> object:
+    """Names the item that is no token id, where pydantic would list every union member's
+    complaint ('Input should be a valid string', ...)."""
+    if not isinstance(value, list) or all(isinstance(v, str) for v in value):
+        return value
+    for i, item in enumerate(value):
+        for token in item if isinstance(item, list) else [item]:
+            if type(token) is not int:
+                shown = json.dumps(token, default=repr)
+                raise ValueError(f"token ids must be integers; item {i} holds {shown}")
+    return value
+
+
+# A prompt or embeddings input: text, texts, token ids, or lists of token ids.
+TextOrTokens = Annotated[
+    str | list[str] | list[TokenId] | list[list[TokenId]], BeforeValidator(_token_arrays)
+]
+
+
+class OpenAIRequest(BaseModel):
+    """Base of request bodies: unknown fields are accepted and ignored (and logged at debug).
+    NaN and infinities are no sampling value (Python's json reads NaN, Infinity, 1e999)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -41,7 +66,8 @@ class SamplingRequest(OpenAIRequest):
     max_tokens: int | None = Field(None, ge=1)
     n: int | None = Field(None, ge=1, le=8)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    seed: int | None = None
+    # Any 64-bit seed, signed or unsigned as clients send them; llama.cpp uses it mod 2**32.
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
     stop: str | list[str] | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
@@ -49,10 +75,11 @@ class SamplingRequest(OpenAIRequest):
     top_p: float | None = Field(None, ge=0.0, le=1.0)
     user: str | None = None
     # -- Hearth extensions (llama.cpp sampling knobs) --
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=2**31 - 1)  # llama.cpp takes an int32
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(None, gt=0.0)
-    repeat_last_n: int | None = Field(None, ge=0)
+    # llama.cpp allocates a ring buffer of this many tokens per sequence: no 2**31 here.
+    repeat_last_n: int | None = Field(None, ge=0, le=1 << 20)
     ignore_eos: bool | None = None
     speculative: Literal["none", "ngram", "draft"] | None = None
     draft_max: int | None = Field(None, ge=1, le=64)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -160,6 +160,9 @@ class EngineStatus:
     cache_entries: int = 0
     cache_bytes: int = 0
     cache_hits: int = 0
+    embed_decodes: int = 0
+    pid: int = 0  # the process that computes for this model
+    decode_threads: list[int] = field(default_factory=list)  # threads that ran its decodes
 
 
 class Engine(abc.ABC):
@@ -181,6 +184,10 @@ class Engine(abc.ABC):
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         """Text to token ids; special-token text is parsed as special tokens."""
 
+    def tokenize_many(self, texts: list[str], *, add_special: bool = True) -> list[list[int]]:
+        """Several texts at once (one round trip where the tokenizer is remote)."""
+        return [self.tokenize(t, add_special=add_special) for t in texts]
+
     @abc.abstractmethod
     def detokenize(self, tokens: list[int]) -> str:
         """Token ids to text."""
@@ -198,3 +205,9 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop the worker and free native memory; pending requests fail."""
+
+    def watch(self, on_crash: Callable[[str], None]) -> None:
+        """Have on_crash(reason) called, from any thread, if the engine dies by itself (at
+        once if it already has). An engine in the server's own process cannot outlive it, so
+        by default nothing is watched."""
+        return

@@ -152,14 +152,27 @@ def text_until(rules: RuleSet, marker: str, hint: str = "until") -> str:
 
 
 _WORD = re.compile(r"[a-zA-Z0-9-]+")
+_DEFINES = re.compile(r"[ \t]*::=")
+
+# llama.cpp parses GBNF by recursive descent, C stack frames per '(' level: deep nesting
+# would overflow the stack and kill the server. Written grammars nest a handful of levels.
+MAX_GRAMMAR_DEPTH = 64
+# It also recurses once per rule or group on the way to a terminal (~200 bytes of stack
+# each): 1,800 rules each 64 groups deep overflowed an 8 MiB stack. This many is 2 MiB at most.
+MAX_GRAMMAR_RULES = 8192
+# Parse time and the grammar sampler's work grow with it; written grammars are a few KiB.
+MAX_GRAMMAR_CHARS = 256 * 1024
 
 
 def gbnf_problem(text: str) -> str | None:
     """A first problem found in a user's GBNF grammar (llama.cpp prints its own parse errors
-    to the server's stderr only), or None. llama.cpp's parser stays the final judge."""
+    to the server's stderr only), or None. llama.cpp's parser stays the final judge, but
+    only of grammars within the bounds that keep it safe."""
+    if len(text) > MAX_GRAMMAR_CHARS:
+        return f"it is longer than {MAX_GRAMMAR_CHARS} characters"
     defined: set[str] = set()
     used: dict[str, int] = {}
-    depth = 0
+    depth = rules = 0
     i, line, n = 0, 1, len(text)
     while i < n:
         ch = text[i]
@@ -185,16 +198,24 @@ def gbnf_problem(text: str) -> str | None:
         match = _WORD.match(text, i)
         if match:
             word = match.group()
-            rest = text[match.end() :].lstrip(" \t")
-            if rest.startswith("::="):
+            if _DEFINES.match(text, match.end()):
                 defined.add(word)
+                rules += 1
             elif not word[0].isdigit():
                 used.setdefault(word, line)
             i = match.end()
             continue
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth < 0:
-            return f"unbalanced ')' on line {line}"
+        if ch == "(":
+            depth += 1
+            rules += 1
+            if depth > MAX_GRAMMAR_DEPTH:
+                return f"parentheses nest deeper than {MAX_GRAMMAR_DEPTH} levels on line {line}"
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return f"unbalanced ')' on line {line}"
+        if rules > MAX_GRAMMAR_RULES:
+            return f"it has more than {MAX_GRAMMAR_RULES} rules and parenthesized groups"
         i += 1
     if depth:
         return "unbalanced '(' in the grammar"

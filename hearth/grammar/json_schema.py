@@ -7,6 +7,7 @@ Objects list their properties in schema order; optional ones may be left out. Ke
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +58,11 @@ UNSUPPORTED = {
     "$recursiveRef",
 }
 NUMBER_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+# Deeper than any real schema; keeps the recursive converter far from Python's recursion limit
+# (a $ref chain nests without nesting JSON).
+MAX_SCHEMA_DEPTH = 64
+# Integer bounds up to 20 digits (uint64's maximum has 20); the range grammar grows with them.
+MAX_BOUND = 10**20
 TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
 
 _DATE = '[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )'
@@ -81,6 +87,7 @@ class SchemaConverter:
         self.root = root
         self.param = param
         self._refs: dict[str, str] = {}
+        self._depth = 0
 
     def fail(self, what: str, path: str) -> InvalidRequestError:
         where = path or "the top level"
@@ -97,8 +104,37 @@ class SchemaConverter:
 
     # -- dispatch ---------------------------------------------------------------------------
 
+    def invalid(self, key: str, path: str, wanted: str, value: Any) -> InvalidRequestError:
+        return InvalidRequestError(
+            f"JSON Schema keyword '{key}' at {path or 'the top level'} must be {wanted}, "
+            f"got {json.dumps(value, default=repr)}",
+            param=self.param,
+        )
+
+    def count(self, schema: Mapping[str, Any], key: str, path: str) -> int | None:
+        """A length or item count keyword: None when absent, else a non-negative integer."""
+        value = schema.get(key)
+        if value is None:
+            return None
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole or value < 0:
+            raise self.invalid(key, path, "a non-negative integer", value)
+        return int(value)
+
     def visit(self, schema: Any, path: str, hint: str) -> str:
         """A GBNF expression (usually a rule name) for documents valid under `schema`."""
+        if self._depth >= MAX_SCHEMA_DEPTH:
+            raise InvalidRequestError(
+                f"the JSON Schema nests deeper than {MAX_SCHEMA_DEPTH} levels at {path}",
+                param=self.param,
+            )
+        self._depth += 1
+        try:
+            return self._visit(schema, path, hint)
+        finally:
+            self._depth -= 1
+
+    def _visit(self, schema: Any, path: str, hint: str) -> str:
         if schema is True or schema == {}:
             return self.rules.json()
         if schema is False:
@@ -287,16 +323,17 @@ class SchemaConverter:
         items = schema.get("items", True)
         if isinstance(items, list):  # the older tuple form
             prefix, items = items, schema.get("additionalItems", True)
-        hi = None if schema.get("maxItems") is None else int(schema["maxItems"])
+        hi = self.count(schema, "maxItems", path)
+        min_items = self.count(schema, "minItems", path)
         if items is False:
-            if int(schema.get("minItems", 0)) > len(prefix):
+            if (min_items or 0) > len(prefix):
                 raise self.fail("minItems beyond the prefixItems when 'items' is false", path)
             hi = len(prefix) if hi is None else min(hi, len(prefix))
         # Without minItems a tuple is written whole: stricter than JSON Schema (which also takes
         # any beginning of it), never looser.
         lo = len(prefix) if hi is None else min(len(prefix), hi)
-        if "minItems" in schema:
-            lo = int(schema["minItems"])
+        if min_items is not None:
+            lo = min_items
         if hi is not None and hi < lo:
             raise self.fail("maxItems below minItems", path)
         parts = [
@@ -325,14 +362,25 @@ class SchemaConverter:
             if fmt not in FORMATS:
                 raise self.fail(f"format {fmt!r}", path)
             return self.rules.add(hint, f'"\\"" {FORMATS[fmt]} "\\""')
-        lo = int(schema.get("minLength", 0))
-        hi = schema.get("maxLength")
+        lo = self.count(schema, "minLength", path) or 0
+        hi = self.count(schema, "maxLength", path)
         char = self.rules.json("json-char")
         if lo == 0 and hi is None:
             return self.rules.json("json-string")
         return self.rules.add(hint, f'"\\"" {char}{_repeat(lo, hi)} "\\""')
 
     def _integer(self, schema: Mapping[str, Any], path: str, hint: str) -> str:
+        for key in NUMBER_BOUNDS:
+            value = schema.get(key)
+            if key not in schema or (key.startswith("exclusive") and isinstance(value, bool)):
+                continue  # draft 4 writes exclusiveMinimum as a flag on minimum
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or abs(value) > MAX_BOUND  # before isfinite, which overflows on huge ints
+                or not math.isfinite(value)
+            ):
+                raise self.invalid(key, path, "a number between -1e20 and 1e20", value)
         lo, hi = int_bounds(schema)
         if lo is None and hi is None:
             return self.rules.json("json-int")
@@ -363,4 +411,9 @@ def _repeat(lo: int, hi: int | None) -> str:
 
 def schema_to_grammar(rules: RuleSet, schema: Any, *, param: str, hint: str = "schema") -> str:
     """Add rules for `schema` to `rules`; returns the rule matching a valid document."""
-    return SchemaConverter(rules, schema, param=param).convert(hint)
+    try:
+        return SchemaConverter(rules, schema, param=param).convert(hint)
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        # A keyword of the wrong JSON type (properties as a list, allOf as a number): the
+        # client's schema is malformed, which is a 400 and never a 500.
+        raise InvalidRequestError(f"the JSON Schema is malformed: {exc}", param=param) from None

@@ -1,7 +1,8 @@
 """keep_alive values with Ollama's meaning: how long a model stays loaded after its last request.
 
 A duration string as Go writes them ("30s", "5m", "1h30m", "500ms"), or a number of seconds.
-Zero unloads right after the request; a negative value keeps the model loaded for good."""
+Zero unloads right after the request; a negative value (or one past a century) keeps the
+model loaded for good."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pydantic import AfterValidator
 
 FOREVER = math.inf
 DEFAULT_KEEP_ALIVE = "5m"
+# Longer is forever: timers and timestamps cannot hold 1e30 seconds from now.
+MAX_FINITE = 100 * 365 * 24 * 3600.0
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -28,7 +31,7 @@ def parse_keep_alive(value: KeepAliveValue) -> float:
     seconds = float(value) if isinstance(value, int | float) else _parse_text(value.strip())
     if math.isnan(seconds):
         raise ValueError("keep_alive must be a number")
-    return FOREVER if seconds < 0 else seconds
+    return FOREVER if seconds < 0 or seconds > MAX_FINITE else seconds
 
 
 def _parse_text(text: str) -> float:

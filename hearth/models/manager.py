@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Literal
 
 from hearth.chat.template import ChatTemplate
 from hearth.engine.base import Engine
-from hearth.errors import HearthError, InvalidModelFile, NoCapacity
+from hearth.errors import HearthError, InvalidModelFile, ModelFailed, NoCapacity
 from hearth.models.lease import Lease
 from hearth.models.registry import ModelEntry, Registry
 
@@ -31,6 +31,10 @@ log = logging.getLogger("hearth.models")
 EngineFactory = Callable[[ModelEntry], Engine]
 Estimator = Callable[[ModelEntry], int]
 UnloadStatus = Literal["unloaded", "unloading", "not_loaded"]
+# A model whose engine crashes this often within CRASH_WINDOW seconds is refused until it is
+# loaded explicitly: restarting it for every request would only crash it again.
+CRASH_LIMIT = 3
+CRASH_WINDOW = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,9 @@ class ModelManager:
         self.policy = policy or Policy()
         self.estimate = estimate or (lambda entry: entry.size_bytes)
         self.load_errors: dict[str, str] = {}
+        self.crashes: dict[str, str] = {}  # id -> why its last engine died (until reloaded)
+        self.failed: dict[str, str] = {}  # id -> why it is refused until loaded explicitly
+        self._crash_times: dict[str, deque[float]] = {}
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
         self._reserved: dict[str, int] = {}  # memory of the loads under way
@@ -104,10 +111,13 @@ class ModelManager:
         async with lease:
             yield lease
 
-    async def acquire(self, model: str, keep_alive: float | None = None) -> Lease:
+    async def acquire(
+        self, model: str, keep_alive: float | None = None, *, explicit: bool = False
+    ) -> Lease:
         """Load the model if needed and pin it until the lease is released. The request's
-        keep_alive (else the model's default) applies once the model is idle again."""
-        lease = await self._pin(model)
+        keep_alive (else the model's default) applies once the model is idle again.
+        `explicit` (a load asked for by name) also lifts a `failed` mark."""
+        lease = await self._pin(model, explicit=explicit)
         entry = lease.model.entry
         lease.model.keep_alive = (
             keep_alive if keep_alive is not None else self.default_keep_alive(entry)
@@ -121,10 +131,18 @@ class ModelManager:
         lease.release()
         return lease.model
 
-    async def _pin(self, model: str) -> Lease:
+    async def _pin(self, model: str, *, explicit: bool = False) -> Lease:
         self._loop = asyncio.get_running_loop()
         entry = self._known_loaded(model) or self.registry.get(model)
         model_id = entry.id
+        if model_id in self.failed:
+            if not explicit:
+                raise ModelFailed(
+                    f"the model '{model_id}' is not served: {self.failed[model_id]}; "
+                    "load it explicitly (POST /api/load) to try again"
+                )
+            del self.failed[model_id]
+            self._crash_times.pop(model_id, None)
         self._pins[model_id] += 1
         try:
             loaded = await self._ensure_loaded(entry)
@@ -137,7 +155,7 @@ class ModelManager:
 
     async def load(self, model: str, keep_alive: float | None = None) -> LoadedModel:
         """Load explicitly; the keep-alive timer starts at once."""
-        async with self.use(model, keep_alive) as lease:
+        async with await self.acquire(model, keep_alive, explicit=True) as lease:
             return lease.model
 
     async def unload(self, model: str, *, force: bool = False) -> tuple[str, UnloadStatus]:
@@ -299,6 +317,7 @@ class ModelManager:
             self._reserved.pop(entry.id, None)
             self._notify()
         self.load_errors.pop(entry.id, None)
+        self.crashes.pop(entry.id, None)
         loaded = LoadedModel(
             entry=entry,
             engine=engine,
@@ -307,6 +326,12 @@ class ModelManager:
             keep_alive=self.default_keep_alive(entry),
         )
         self._loaded[entry.id] = loaded
+        loop = asyncio.get_running_loop()
+
+        def on_crash(reason: str) -> None:  # from the engine's reader thread
+            loop.call_soon_threadsafe(self._crashed, loaded, reason)
+
+        engine.watch(on_crash)
         log.info("loaded %s in %.1fs", entry.id, time.perf_counter() - started)
         if not self._pins[entry.id]:  # everyone who wanted it went away meanwhile
             self._schedule_idle(loaded)
@@ -342,6 +367,24 @@ class ModelManager:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
         return task
+
+    def _crashed(self, loaded: LoadedModel, reason: str) -> None:
+        """A model's engine died: take it out of service; the next request starts a new one,
+        unless it keeps crashing."""
+        model_id = loaded.entry.id
+        if self._loaded.get(model_id) is not loaded:
+            return  # already unloaded
+        self.crashes[model_id] = reason
+        times = self._crash_times.setdefault(model_id, deque())
+        now = time.monotonic()
+        times.append(now)
+        while now - times[0] > CRASH_WINDOW:
+            times.popleft()
+        if len(times) >= CRASH_LIMIT:
+            self.failed[model_id] = (
+                f"its engine crashed {len(times)} times within {CRASH_WINDOW:g}s (last: {reason})"
+            )
+        self._start_eviction(loaded, f"its engine {reason}")
 
     async def _close_engine(self, loaded: LoadedModel) -> None:
         try:

@@ -114,7 +114,7 @@ def test_many_inputs_take_few_decodes(starter_model: Path, tmp_path: Path) -> No
             texts = [f"Sentence number {i} is about topic {i % 7}." for i in range(40)]
             r = await h.embeddings.create(model=STARTER_ID, input=texts)
             engine = (await h.runtime.models.get(STARTER_ID)).engine
-            return len(r.data), engine.embedder.decodes  # type: ignore[attr-defined]
+            return len(r.data), engine.status().embed_decodes
 
     count, decodes = asyncio.run(run())
     assert count == 40

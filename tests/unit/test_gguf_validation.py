@@ -12,7 +12,7 @@ import pytest
 from hearth.errors import InvalidModelFile
 from hearth.models.gguf_header import GGUFError, read_header
 from hearth.models.registry import Registry
-from hearth.runtime import llamacpp_factory
+from hearth.runtime import LlamaCppFactory
 from hearth.settings import load_settings
 from tests.ggufs import corrupt, write_split_gguf, write_tiny_gguf
 
@@ -125,7 +125,7 @@ def test_a_broken_draft_model_never_reaches_llama_cpp(tmp_path: Path) -> None:
     (entry,) = Registry(model.parent).list()
     assert entry.status == "available"
     with pytest.raises(InvalidModelFile) as err:
-        llamacpp_factory(settings)(entry)
+        LlamaCppFactory(settings)(entry)
     assert err.value.param == "draft_model"
     assert err.value.message.startswith("draft model draft.gguf: ")
     assert "truncated or corrupt" in err.value.message

@@ -14,8 +14,16 @@ from hearth.engine.base import SamplingParams
 from hearth.engine.llamacpp.native import NativeModel
 from hearth.engine.llamacpp.sampler import GrammarSampler, grammar_parses
 from hearth.errors import InvalidRequestError
-from hearth.grammar.gbnf import RuleSet, gbnf_problem, text_until, text_without
-from hearth.grammar.json_schema import schema_to_grammar
+from hearth.grammar.gbnf import (
+    MAX_GRAMMAR_CHARS,
+    MAX_GRAMMAR_DEPTH,
+    MAX_GRAMMAR_RULES,
+    RuleSet,
+    gbnf_problem,
+    text_until,
+    text_without,
+)
+from hearth.grammar.json_schema import MAX_SCHEMA_DEPTH, schema_to_grammar
 from tests.unit.conftest import Accepts
 
 
@@ -205,6 +213,67 @@ def test_gbnf_problems_are_explained() -> None:
     assert gbnf_problem('root ::= "a" [') == "unterminated character class on line 1"
     assert gbnf_problem('root ::= ( "a"') == "unbalanced '(' in the grammar"
     assert gbnf_problem('root ::= [a-z]{2,3} x # comment\nx ::= "\\""') is None
+
+
+def nested_rules(rules: int, depth: int) -> str:
+    """A chain of rules, each reaching the next through `depth` nested groups."""
+    body = "".join(f"r{i} ::= {'(' * depth}r{i + 1}{')' * depth}\n" for i in range(rules))
+    return f'root ::= r0\n{body}r{rules} ::= "a"\n'
+
+
+def test_gbnf_bounds_keep_llamas_recursive_parser_safe(model: NativeModel) -> None:
+    # llama.cpp recurses per group level and per rule on the way to a terminal; past the
+    # bounds a grammar is refused before it: 20,000 nested groups overflow its stack.
+    assert "nest deeper" in (gbnf_problem(nested_rules(1, 20_000)) or "")
+    assert "nest deeper" in (gbnf_problem(nested_rules(1, MAX_GRAMMAR_DEPTH + 1)) or "")
+    assert "more than" in (gbnf_problem(nested_rules(1800, MAX_GRAMMAR_DEPTH)) or "")
+    assert "longer than" in (gbnf_problem("#" * (MAX_GRAMMAR_CHARS + 1)) or "")
+    # The worst within the bounds: the deepest recursion llama.cpp can be asked for.
+    rules = MAX_GRAMMAR_RULES // (MAX_GRAMMAR_DEPTH + 1)
+    worst = nested_rules(rules, MAX_GRAMMAR_DEPTH)
+    assert gbnf_problem(worst) is None
+    assert grammar_parses(model.vocab, worst)
+
+
+def chained_refs(n: int) -> dict[str, Any]:
+    defs = {f"a{i}": {"$ref": f"#/$defs/a{i + 1}"} for i in range(n)}
+    return {"$ref": "#/$defs/a0", "$defs": {**defs, f"a{n}": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(
+    ("schema", "words"),
+    [
+        ({"type": "integer", "minimum": float("inf")}, "'minimum'"),
+        ({"type": "integer", "maximum": -float("inf")}, "'maximum'"),
+        ({"type": "integer", "exclusiveMinimum": float("nan")}, "'exclusiveMinimum'"),
+        ({"type": "integer", "minimum": 10**4000}, "'minimum'"),
+        ({"type": "integer", "minimum": "0"}, "'minimum'"),
+        ({"type": "integer", "maximum": None}, "'maximum'"),
+        ({"type": "integer", "minimum": True}, "'minimum'"),
+        ({"type": "string", "maxLength": float("inf")}, "'maxLength'"),
+        ({"type": "string", "minLength": -5}, "'minLength'"),
+        ({"type": "string", "minLength": 1.5}, "'minLength'"),
+        ({"type": "string", "maxLength": "5"}, "'maxLength'"),
+        ({"type": "array", "minItems": True}, "'minItems'"),
+        ({"type": "array", "maxItems": [3]}, "'maxItems'"),
+        ({"properties": [1, 2]}, "malformed"),
+        ({"prefixItems": 5}, "malformed"),
+        ({"allOf": 5}, "malformed"),
+        (chained_refs(MAX_SCHEMA_DEPTH + 10), "deeper"),
+    ],
+)
+def test_malformed_schemas_are_400s(schema: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        grammar_for(schema)
+    assert words in info.value.message
+    assert info.value.param == "response_format" and info.value.status_code == 400
+
+
+def test_large_but_sane_schema_values(model: NativeModel) -> None:
+    uint64 = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
+    int64 = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+    for schema in (uint64, int64, {"type": "string", "maxLength": 3.0}, chained_refs(20)):
+        assert grammar_parses(model.vocab, grammar_for(schema))
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,8 @@ from hearth.models.keepalive import format_keep_alive, parse_keep_alive
         ("-1", math.inf),
         (-1, math.inf),
         ("-1m", math.inf),
+        (1e30, math.inf),  # past a century: forever, which timers and timestamps can hold
+        ("99999999999h", math.inf),
     ],
 )
 def test_ollama_durations(value: str | float, seconds: float) -> None:

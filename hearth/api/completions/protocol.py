@@ -6,12 +6,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from hearth.api.protocol import CompletionUsage, ResponseFormat, SamplingRequest, WireModel
+from hearth.api.protocol import (
+    CompletionUsage,
+    ResponseFormat,
+    SamplingRequest,
+    TextOrTokens,
+    WireModel,
+)
 
 
 class CompletionRequest(SamplingRequest):
     model: str
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: TextOrTokens
     echo: bool | None = None
     logprobs: int | None = Field(None, ge=0, le=20)
     # -- Hearth extensions (as llama.cpp's server has them): constrained output --

@@ -17,6 +17,7 @@ from hearth.api.completions.protocol import (
 from hearth.api.generation import (
     KEEP_ALIVE,
     KeepAlive,
+    check_token_ids,
     new_id,
     normalize_stop,
     now,
@@ -60,13 +61,18 @@ def _legacy_logprobs(items: list[TokenLogprob], offset: int) -> Logprobs:
 
 
 def _split_prompts(raw: object, engine: Engine) -> tuple[list[str], list[list[int]]]:
-    """The prompt field's four shapes as (texts, token lists), one pair per prompt."""
+    """The prompt field's four shapes as (texts, token lists), one pair per prompt. Token ids
+    are checked before detokenize: llama.cpp aborts on an id outside the vocabulary."""
+    n_vocab = engine.info.n_vocab
     if isinstance(raw, str):
         return [raw], [engine.tokenize(raw)]
     items: list[Any] = list(raw) if isinstance(raw, list) else []
     if items and all(isinstance(p, int) for p in items):
+        check_token_ids(items, n_vocab, "prompt")
         return [engine.detokenize(items)], [items]
     if items and all(isinstance(p, list) and p for p in items):
+        for i, p in enumerate(items):
+            check_token_ids(p, n_vocab, "prompt", where=f"in prompt {i}")
         return [engine.detokenize(p) for p in items], [list(p) for p in items]
     if items and all(isinstance(p, str) for p in items):
         return list(items), [engine.tokenize(t) for t in items]
@@ -96,13 +102,6 @@ class CompletionsService:
         engine = model.engine
         info = engine.info
         texts, token_prompts = _split_prompts(request.prompt, engine)
-        for tokens in token_prompts:
-            bad = next((t for t in tokens if not 0 <= t < info.n_vocab), None)
-            if bad is not None:
-                raise InvalidRequestError(
-                    f"token id {bad} is outside the vocabulary (0..{info.n_vocab - 1})",
-                    param="prompt",
-                )
         sampling = resolve_sampling(
             request,
             info.sampling_defaults,

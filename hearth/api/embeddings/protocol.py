@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from hearth.api.protocol import OpenAIRequest, WireModel
+from hearth.api.protocol import OpenAIRequest, TextOrTokens, WireModel
 from hearth.models.keepalive import KeepAliveField
 
 
 class EmbeddingRequest(OpenAIRequest):
-    input: str | list[str] | list[int] | list[list[int]]
+    input: TextOrTokens
     model: str
     dimensions: int | None = Field(None, ge=1)
     encoding_format: Literal["float", "base64"] | None = None

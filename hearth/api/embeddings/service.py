@@ -14,6 +14,7 @@ from hearth.api.embeddings.protocol import (
     EmbeddingRequest,
     EmbeddingUsage,
 )
+from hearth.api.generation import check_token_ids
 from hearth.engine.base import Engine
 from hearth.errors import ContextLengthExceeded, InvalidRequestError
 from hearth.models.keepalive import keep_alive_seconds
@@ -44,12 +45,7 @@ def tokenized_inputs(raw: Any, engine: Engine) -> list[list[int]]:
             continue
         if not item:
             raise InvalidRequestError(f"input {i} is an empty token array", param="input")
-        bad = next((t for t in item if not 0 <= t < n_vocab), None)
-        if bad is not None:
-            raise InvalidRequestError(
-                f"token id {bad} in input {i} is outside the vocabulary (0..{n_vocab - 1})",
-                param="input",
-            )
+        check_token_ids(item, n_vocab, "input", where=f"in input {i}")
         out.append(list(item))
     return out
 

@@ -12,7 +12,7 @@ from hearth.api.protocol import WireModel
 class ModelDetails(WireModel):
     """Hearth's extension block: what the file is and whether it is in memory."""
 
-    status: Literal["loaded", "loading", "available", "invalid"]
+    status: Literal["loaded", "loading", "available", "invalid", "crashed", "failed"]
     error: str | None = None
     file: str
     size_bytes: int

@@ -12,14 +12,19 @@ from hearth.runtime import Runtime
 def describe(rt: Runtime, entry: ModelEntry) -> Model:
     """The wire form of a registry entry, with its lifecycle state."""
     header = entry.header
-    status: Literal["loaded", "loading", "available", "invalid"]
+    status: Literal["loaded", "loading", "available", "invalid", "crashed", "failed"]
     loaded = next((m for m in rt.models.loaded() if m.entry.id == entry.id), None)
+    crash = rt.models.failed.get(entry.id) or rt.models.crashes.get(entry.id)
     if loaded is not None:
         status = "loaded"
     elif entry.error:
         status = "invalid"
     elif rt.models.is_loading(entry.id):
         status = "loading"
+    elif entry.id in rt.models.failed:
+        status = "failed"
+    elif entry.id in rt.models.crashes:
+        status = "crashed"
     else:
         status = "available"
     return Model(
@@ -29,7 +34,7 @@ def describe(rt: Runtime, entry: ModelEntry) -> Model:
         max_output_tokens=rt.max_output_tokens(entry),
         hearth=ModelDetails(
             status=status,
-            error=entry.error or rt.models.load_errors.get(entry.id),
+            error=entry.error or rt.models.load_errors.get(entry.id) or crash,
             file=entry.path.name,
             size_bytes=entry.size_bytes,
             quantization=header.quantization if header else None,

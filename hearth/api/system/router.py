@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from typing import Any
 
@@ -31,14 +33,20 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/status")
 async def status(request: Request) -> dict[str, Any]:
-    """Loaded models with each sequence's state, queue lengths and uptime."""
+    """Loaded models with each sequence's state, queue lengths and uptime; models whose
+    engine crashed, with the reason."""
     rt = runtime(request)
     models = []
     for m in rt.models.loaded():
-        st = m.engine.status()
+        # An engine child answers over its pipe: not on the event loop.
+        st = await asyncio.to_thread(m.engine.status)
         models.append(
             {
                 "id": m.entry.id,
+                "pid": st.pid,
+                # Threads that ever ran this model's llama.cpp decodes: one (see compute.py).
+                "decode_threads": st.decode_threads,
+                "embedding_decodes": st.embed_decodes,
                 "context_window": m.engine.info.ctx_size,
                 "parallel": len(st.slots),
                 "queued": st.queued,
@@ -59,8 +67,19 @@ async def status(request: Request) -> dict[str, Any]:
                 ],
             }
         )
+    crashed = [
+        {"id": model_id, "status": "crashed", "reason": reason}
+        for model_id, reason in sorted(rt.models.crashes.items())
+        if model_id not in rt.models.failed and not rt.models.is_loaded(model_id)
+    ] + [
+        {"id": model_id, "status": "failed", "reason": reason}
+        for model_id, reason in sorted(rt.models.failed.items())
+    ]
     return {
         "version": __version__,
+        "pid": os.getpid(),
+        "engine_isolation": rt.settings.engine_isolation,
         "uptime_seconds": round(time.time() - rt.started_at, 1),
         "models": models,
+        "crashed": crashed,
     }

@@ -1,5 +1,6 @@
-"""Embeddings: a llama context of their own on the same model (embeddings on), owned by one
-thread, so embedding requests never touch the generation worker's context or batch.
+"""Embeddings: a llama context of their own on the same model (embeddings on). The model's
+worker drives it between generation steps, on the process's one compute thread, so embeddings
+never touch the generation context and never start a second OpenMP team.
 
 llama.cpp runs with pooling off and Hearth pools each sequence's own token rows (mean, first
 or last) in float64: llama.cpp's mean pooling sums across the whole batch and rounds
@@ -9,10 +10,9 @@ pooling their per-token outputs is the same thing.)"""
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import llama_cpp
 import numpy as np
@@ -35,47 +35,44 @@ def model_pooling(model: NativeModel, requested: str = "auto") -> Pooling:
     return _GGUF_POOLING.get(model.meta(f"{arch}.pooling_type") or "", "mean")
 
 
+class EmbedTask:
+    """One embeddings request inside the worker: its inputs, the vectors so far, and the
+    callback (from the compute thread) that gets the vectors or the error."""
+
+    __slots__ = ("done", "inputs", "next", "out")
+
+    def __init__(
+        self, inputs: list[list[int]], done: Callable[[list[list[float]] | Exception], None]
+    ):
+        self.inputs = inputs
+        self.done = done
+        self.next = 0  # first input not yet embedded
+        self.out: list[list[float]] = []
+
+
 class Embedder:
-    """Embeds tokenized inputs, packing many into each decode."""
+    """Embeds tokenized inputs, packing many into each decode. Compute thread only."""
 
     def __init__(self, model: NativeModel, *, ctx_size: int, threads: int, pooling: str):
         self.model = model
         self.ctx_size = ctx_size
-        self.threads = threads
         self.pooling = model_pooling(model, pooling)
         self.dim: int = llama_cpp.llama_model_n_embd_out(model.ptr) or model.n_embd
-        self._ctx: Any = None
-        self._batch: Any = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearth-embed")
-        self.decodes = 0  # for /status and tests: how many decodes the inputs took
-
-    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
-        """L2-normalised embeddings, one per input (each must fit in ctx_size tokens)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._embed_all, inputs)
-
-    def close(self) -> None:
-        self._thread.submit(self._free).result()
-        self._thread.shutdown()
-
-    # -- on the owner thread --------------------------------------------------------------------
-
-    def _open(self) -> None:
-        self._ctx = self.model.new_context(
-            n_ctx=self.ctx_size,
-            n_batch=self.ctx_size,
-            n_ubatch=self.ctx_size,  # a sequence must sit in one ubatch for non-causal models
+        self._ctx = model.new_context(
+            n_ctx=ctx_size,
+            n_batch=ctx_size,
+            n_ubatch=ctx_size,  # a sequence must sit in one ubatch for non-causal models
             n_seq_max=MAX_SEQS_PER_DECODE,
-            n_threads=self.threads,
-            n_threads_batch=self.threads,
+            n_threads=threads,
+            n_threads_batch=threads,
             embeddings=True,
             pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
             kv_unified=True,
             no_perf=True,
         )
-        self._batch = llama_cpp.llama_batch_init(self.ctx_size, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(ctx_size, 0, 1)
 
-    def _free(self) -> None:
+    def close(self) -> None:
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
@@ -83,21 +80,21 @@ class Embedder:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
 
-    def _embed_all(self, inputs: list[list[int]]) -> list[list[float]]:
-        if self._ctx is None:
-            self._open()
-        out: list[list[float]] = []
+    def step(self, task: EmbedTask, budget: int) -> bool:
+        """Embed the task's next inputs, up to `budget` tokens (at least one input) in one
+        decode. True when the task has every vector."""
         group: list[list[int]] = []
         used = 0
-        for tokens in inputs:
-            if group and (used + len(tokens) > self.ctx_size or len(group) == MAX_SEQS_PER_DECODE):
-                out += self._decode(group)
-                group, used = [], 0
+        inputs = task.inputs
+        while task.next < len(inputs) and len(group) < MAX_SEQS_PER_DECODE:
+            tokens = inputs[task.next]
+            if group and used + len(tokens) > min(budget, self.ctx_size):
+                break
             group.append(tokens)
             used += len(tokens)
-        if group:
-            out += self._decode(group)
-        return out
+            task.next += 1
+        task.out += self._decode(group)
+        return task.next == len(inputs)
 
     def _decode(self, group: list[list[int]]) -> list[list[float]]:
         b = self._batch
@@ -117,7 +114,6 @@ class Embedder:
         rc = llama_cpp.llama_decode(self._ctx, b)
         if rc != 0:
             raise EngineError(f"embedding decode failed (llama_decode returned {rc})")
-        self.decodes += 1
         ptr = llama_cpp.llama_get_embeddings(self._ctx)
         rows = np.ctypeslib.as_array(
             ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(n, self.dim)

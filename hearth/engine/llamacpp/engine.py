@@ -1,13 +1,18 @@
-"""LlamaCppEngine: the async face of one loaded GGUF model and its batch worker."""
+"""llama.cpp engines: the native core of one model (LlamaCppCore) and its async face.
+
+`LlamaCppEngine` runs the core in the server's own process (`--engine-isolation thread`);
+`process.ProcessEngine` runs it in a child process and shares everything else here."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import llama_cpp
 
@@ -22,13 +27,14 @@ from hearth.engine.base import (
     Usage,
     resolve_ctx_size,
 )
-from hearth.engine.llamacpp.embed import Embedder
+from hearth.engine.llamacpp.compute import ComputeThread
+from hearth.engine.llamacpp.embed import EmbedTask
 from hearth.engine.llamacpp.native import NativeModel, default_threads
 from hearth.engine.llamacpp.sampler import grammar_parses
 from hearth.engine.llamacpp.slots import Job
 from hearth.engine.llamacpp.speculative import DraftModel
-from hearth.engine.llamacpp.worker import ContextConfig, Worker
-from hearth.errors import ContextLengthExceeded, HearthError, InvalidRequestError
+from hearth.engine.llamacpp.worker import ContextConfig, Sink, Worker
+from hearth.errors import ContextLengthExceeded, HearthError, InvalidRequestError, ModelUnloaded
 
 _CACHE_TYPES = {
     "f16": llama_cpp.GGML_TYPE_F16,
@@ -47,6 +53,9 @@ _SAMPLING_KEYS = {
     "top_k": ("general.sampling.top_k", int),
     "min_p": ("general.sampling.min_p", float),
 }
+
+
+UNLOADED = "the model was unloaded while this request ran"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +81,21 @@ class EngineOptions:
     pooling: str = "auto"  # embeddings: auto (the model's own, else mean), mean, cls, last
 
 
-class LlamaCppEngine(Engine):
-    """A GGUF model served by a continuous-batching worker thread (and, once asked for
-    embeddings, an embedding context on a thread of its own)."""
+class LlamaCppCore:
+    """One model's native side: the weights, the batch worker (and draft model) and what the
+    API needs to know of it. Lives in the engine child, or in the server with thread isolation."""
 
-    supports_embeddings = True
-
-    def __init__(self, model_id: str, path: Path, options: EngineOptions):
+    def __init__(
+        self,
+        model_id: str,
+        path: Path,
+        options: EngineOptions,
+        *,
+        compute: ComputeThread,
+        sink: Sink | None = None,
+    ):
         self.model = NativeModel(path, gpu_layers=options.gpu_layers)
+        self.compute = compute
         draft: DraftModel | None = None
         try:
             n_ctx_train = self.model.n_ctx_train
@@ -109,19 +125,16 @@ class LlamaCppEngine(Engine):
                     cache_ram_bytes=options.cache_ram_mib * 2**20,
                     speculative=options.speculative,
                     draft_max=options.draft_max,
+                    pooling=options.pooling,
                 ),
                 draft,
+                sink,
             )
         except BaseException:
             if draft is not None:
                 draft.close()
             self.model.close()
             raise
-        self.parallel = options.parallel
-        self.max_output_tokens = options.max_output_tokens
-        self.options = options
-        self.threads = threads
-        self.embedder: Embedder | None = None
         self.info = ModelInfo(
             id=model_id,
             path=str(path),
@@ -139,6 +152,7 @@ class LlamaCppEngine(Engine):
             sampling_defaults=self._sampling_defaults(),
             n_embd=llama_cpp.llama_model_n_embd_out(self.model.ptr) or self.model.n_embd,
         )
+        compute.attach(self.worker)
 
     def _sampling_defaults(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {}
@@ -149,7 +163,69 @@ class LlamaCppEngine(Engine):
                     out[name] = kind(raw)
         return out
 
-    # -- Engine -------------------------------------------------------------------------------
+    def submit(self, item: Job | EmbedTask) -> None:
+        self.compute.submit(self.worker, item)
+
+    def status(self) -> EngineStatus:
+        w = self.worker
+        cache = w.cache
+        return EngineStatus(
+            slots=w.slot_status(),
+            queued=w.queued(),
+            requests_served=w.requests_served,
+            steps=w.steps,
+            decode_seconds=w.decode_seconds,
+            step_seconds=w.step_seconds,
+            draft_proposed=w.draft_proposed,
+            draft_accepted=w.draft_accepted,
+            cache_entries=len(cache) if cache is not None else 0,
+            cache_bytes=cache.used_bytes if cache is not None else 0,
+            cache_hits=cache.hits if cache is not None else 0,
+            embed_decodes=w.embed_decodes,
+            pid=os.getpid(),
+            decode_threads=sorted(w.decode_threads),
+        )
+
+    def close(self) -> None:
+        """Fail what is still running, then free the context and the weights."""
+        self.compute.detach(self.worker, ModelUnloaded(UNLOADED))
+        self.worker.free()
+        self.model.close()
+
+
+class _Handle(Protocol):
+    """What generate() keeps of each submitted choice group."""
+
+    finished: bool
+
+
+class LlamaCppEngineBase(Engine):
+    """What both isolation modes share: checks before any work, choice groups, usage."""
+
+    supports_embeddings = True
+    parallel: int
+    max_output_tokens: int | None
+
+    @abc.abstractmethod
+    def _start(
+        self,
+        request: GenerationRequest,
+        first_index: int,
+        loop: asyncio.AbstractEventLoop,
+        channel: asyncio.Queue[Any],
+    ) -> _Handle:
+        """Submit one choice group; its events arrive on `channel`."""
+
+    @abc.abstractmethod
+    def _cancel(self, handle: _Handle) -> None:
+        """The caller stopped listening: free the group's sequences."""
+
+    @abc.abstractmethod
+    def _grammar_parses(self, grammar: str) -> bool:
+        """Whether llama.cpp accepts this GBNF (its parser, with this model's vocabulary)."""
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        return self.tokenize_many([text], add_special=add_special)[0]
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
         """Reject what cannot run before any work is done; resolve max_tokens."""
@@ -159,7 +235,7 @@ class LlamaCppEngine(Engine):
             raise InvalidRequestError("the prompt is empty", param="prompt")
         if request.n < 1:
             raise InvalidRequestError(f"n must be at least 1, got {request.n}", param="n")
-        if request.grammar is not None and not grammar_parses(self.model.vocab, request.grammar):
+        if request.grammar is not None and not self._grammar_parses(request.grammar):
             raise InvalidRequestError("llama.cpp could not parse the grammar", param="grammar")
         if request.max_tokens is None:
             if n_prompt >= ctx:
@@ -191,15 +267,15 @@ class LlamaCppEngine(Engine):
         # in turn (as llama-server queues a task per choice). A group decodes the prompt once
         # for its choices; a later group finds it cached in the sequences the last one freed.
         channel: asyncio.Queue[Any] = asyncio.Queue()
-        jobs = [
-            Job(replace(request, n=min(self.parallel, request.n - first)), loop, channel, first)
+        handles = [
+            self._start(
+                replace(request, n=min(self.parallel, request.n - first)), first, loop, channel
+            )
             for first in range(0, request.n, self.parallel)
         ]
-        for job in jobs:
-            self.worker.submit(job)
         usage: Usage | None = None
         try:
-            for _ in jobs:
+            for _ in handles:
                 while not isinstance(event := await channel.get(), GenerationFinished):
                     if isinstance(event, HearthError):
                         raise event
@@ -209,48 +285,75 @@ class LlamaCppEngine(Engine):
             yield GenerationFinished(usage)
         finally:
             # The caller stopped listening (disconnect, error, break): free the sequences.
-            for job in jobs:
-                if not job.finished:
-                    job.cancelled = True
+            for handle in handles:
+                if not handle.finished:
+                    self._cancel(handle)
 
-    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
-        if self.embedder is None:  # only models asked for embeddings pay for the context
-            self.embedder = Embedder(
-                self.model,
-                ctx_size=self.info.ctx_size,
-                threads=self.threads,
-                pooling=self.options.pooling,
-            )
-        return await self.embedder.embed(inputs)
 
-    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
-        return self.model.tokenize(text, add_special=add_special)
+class LlamaCppEngine(LlamaCppEngineBase):
+    """A GGUF model whose worker runs in this process, on the shared compute thread."""
+
+    def __init__(
+        self,
+        model_id: str,
+        path: Path,
+        options: EngineOptions,
+        compute: ComputeThread | None = None,
+    ):
+        self.core = LlamaCppCore(model_id, path, options, compute=compute or ComputeThread())
+        self.info = self.core.info
+        self.parallel = options.parallel
+        self.max_output_tokens = options.max_output_tokens
+
+    def _start(
+        self,
+        request: GenerationRequest,
+        first_index: int,
+        loop: asyncio.AbstractEventLoop,
+        channel: asyncio.Queue[Any],
+    ) -> Job:
+        job = Job(request, loop, channel, first_index)
+        self.core.submit(job)
+        return job
+
+    def _cancel(self, handle: _Handle) -> None:
+        assert isinstance(handle, Job)
+        handle.cancelled = True  # read by the worker at its next step
+
+    def _grammar_parses(self, grammar: str) -> bool:
+        return grammar_parses(self.core.model.vocab, grammar)
+
+    def tokenize_many(self, texts: list[str], *, add_special: bool = True) -> list[list[int]]:
+        return [self.core.model.tokenize(t, add_special=add_special) for t in texts]
 
     def detokenize(self, tokens: list[int]) -> str:
-        return self.model.detokenize(tokens)
+        return self.core.model.detokenize(tokens)
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[list[float]]] = loop.create_future()
+
+        def done(result: list[list[float]] | Exception) -> None:  # on the compute thread
+            loop.call_soon_threadsafe(settle, future, result)
+
+        self.core.submit(EmbedTask(inputs, done))
+        return await future
 
     def status(self) -> EngineStatus:
-        w = self.worker
-        cache = w.cache
-        return EngineStatus(
-            slots=w.slot_status(),
-            queued=w.queued(),
-            requests_served=w.requests_served,
-            steps=w.steps,
-            decode_seconds=w.decode_seconds,
-            step_seconds=w.step_seconds,
-            draft_proposed=w.draft_proposed,
-            draft_accepted=w.draft_accepted,
-            cache_entries=len(cache) if cache is not None else 0,
-            cache_bytes=cache.used_bytes if cache is not None else 0,
-            cache_hits=cache.hits if cache is not None else 0,
-        )
+        return self.core.status()
 
     def close(self) -> None:
-        self.worker.stop()
-        if self.embedder is not None:
-            self.embedder.close()
-        self.model.close()
+        self.core.close()
+
+
+def settle(future: asyncio.Future[Any], result: Any) -> None:
+    """Resolve a future with a result, or an exception carried as the result."""
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _merged(a: Usage, b: Usage) -> Usage:

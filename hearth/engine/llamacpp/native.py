@@ -13,7 +13,7 @@ from typing import Any
 
 import llama_cpp
 
-from hearth.errors import InvalidModelFile
+from hearth.errors import InvalidModelFile, InvalidRequestError
 
 log = logging.getLogger("hearth.llamacpp")
 
@@ -53,11 +53,14 @@ def default_threads() -> int:
 class NativeModel:
     """A llama_model and its vocab. Thread-safe for reads (tokenize, metadata)."""
 
-    def __init__(self, path: Path, *, gpu_layers: int = 0, use_mmap: bool = True):
+    def __init__(
+        self, path: Path, *, gpu_layers: int = 0, use_mmap: bool = True, vocab_only: bool = False
+    ):
         init_backend()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = gpu_layers if gpu_layers >= 0 else 2**31 - 1
         params.use_mmap = use_mmap
+        params.vocab_only = vocab_only  # the tokenizer alone: what the server process needs
         ptr = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
             raise InvalidModelFile(f"llama.cpp could not load {path.name}", param="model")
@@ -121,6 +124,10 @@ class NativeModel:
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
         """The bytes one token stands for (may be part of a UTF-8 character)."""
+        if not 0 <= token < self.n_vocab:  # llama.cpp throws (and aborts) on an unknown id
+            raise InvalidRequestError(
+                f"token id {token} is outside the vocabulary (0..{self.n_vocab - 1})"
+            )
         buf = getattr(self._piece_buf, "buf", None)
         if buf is None:
             buf = self._piece_buf.buf = ctypes.create_string_buffer(256)

@@ -15,7 +15,8 @@ from hearth.engine.tokens import NgramIndex
 class Job:
     """One request, or one group of its choices, inside the worker: its n choices and the
     channel back to its caller. A request with more choices than sequences is split into
-    several jobs that share one queue; `first_index` is the first choice's index in the request."""
+    several jobs that share one queue; `first_index` is the first choice's index in the request.
+    In an engine child there is no loop or queue: `key` names the job to the parent."""
 
     __slots__ = (
         "cached_tokens",
@@ -25,6 +26,7 @@ class Job:
         "draft_proposed",
         "finished",
         "first_index",
+        "key",
         "loop",
         "open_choices",
         "queue",
@@ -34,14 +36,16 @@ class Job:
     def __init__(
         self,
         request: GenerationRequest,
-        loop: asyncio.AbstractEventLoop,
+        loop: asyncio.AbstractEventLoop | None,
         queue: asyncio.Queue[Any] | None = None,
         first_index: int = 0,
+        key: int = 0,
     ):
         self.request = request
         self.loop = loop
-        self.queue: asyncio.Queue[Any] = queue if queue is not None else asyncio.Queue()
+        self.queue = queue
         self.first_index = first_index
+        self.key = key
         # Set from the event loop when the caller goes away; read by the worker every step.
         self.cancelled = False
         self.finished = False

@@ -1,19 +1,19 @@
-"""The batch loop: one thread owns one llama context and decodes all its sequences together.
+"""The batch loop of one model: one llama context, all its sequences decoded together.
 
 Each step puts one token (plus any draft tokens to verify) for every generating sequence, then
-prompt chunks of newly admitted requests, into one llama_batch (continuous batching). Requests
-arrive through an inbox; events go back to each request's asyncio queue, one event-loop
-wake-up per step."""
+prompt chunks of newly admitted requests, into one llama_batch (continuous batching). Steps run
+on the process's one compute thread (compute.py), which also hands the worker its jobs and
+embedding tasks; each step's events leave through one call of the sink."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import logging
-import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +33,7 @@ from hearth.engine.base import (
     Usage,
 )
 from hearth.engine.detok import Utf8Stream
+from hearth.engine.llamacpp.embed import Embedder, EmbedTask
 from hearth.engine.llamacpp.native import NativeModel
 from hearth.engine.llamacpp.prompt_cache import MIN_TOKENS, PromptCache
 from hearth.engine.llamacpp.sampler import GrammarSampler, build_chain, free_chain, new_seed
@@ -45,6 +46,11 @@ from hearth.errors import EngineError, HearthError, RequestCancelled
 log = logging.getLogger("hearth.engine")
 
 DRAFT_START = 4  # first draft window of a request; adapts per step up to its draft_max
+# Tokens of embeddings decoded between two generation steps while requests generate: small
+# enough that streams barely stall, large enough to pack many short inputs into one decode.
+EMBED_BUDGET_BUSY = 128
+
+Sink = Callable[[list[tuple["Job", Any]]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +68,19 @@ class ContextConfig:
     cache_ram_bytes: int = 0
     speculative: SpecMode = "none"
     draft_max: int = 16
+    pooling: str = "auto"  # embeddings
 
 
 class Worker:
-    """Owns the llama context; every native call on it happens on this thread."""
+    """Owns one llama context; every compute on it happens on the compute thread."""
 
-    def __init__(self, model: NativeModel, cfg: ContextConfig, draft: DraftModel | None = None):
+    def __init__(
+        self,
+        model: NativeModel,
+        cfg: ContextConfig,
+        draft: DraftModel | None = None,
+        sink: Sink | None = None,
+    ):
         self.model = model
         self.cfg = cfg
         self.ctx = model.new_context(
@@ -86,11 +99,13 @@ class Worker:
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(cfg.batch_size, 0, 1)
         self.draft = draft
+        self.sink: Sink = sink or deliver_to_loops
         self.cache = PromptCache(cfg.cache_ram_bytes) if cfg.cache_ram_bytes > 0 else None
         self.slots = [Slot(i) for i in range(cfg.parallel)]
-        self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.pending: deque[Job] = deque()
         self.active: list[Job] = []
+        self.embeds: deque[EmbedTask] = deque()
+        self.embedder: Embedder | None = None  # opened by the first embeddings request
         self.out: list[tuple[Job, Any]] = []
         self.requests_served = 0
         self.decode_seconds = 0.0
@@ -98,17 +113,12 @@ class Worker:
         self.steps = 0
         self.draft_proposed = 0
         self.draft_accepted = 0
-        self._thread = threading.Thread(target=self._run, name="hearth-llama-worker", daemon=True)
-        self._thread.start()
+        self.embed_decodes = 0
+        # Threads that ever ran a decode for this worker: always one (see compute.py).
+        self.decode_threads: set[int] = set()
 
-    # -- called from other threads ------------------------------------------------------------
-
-    def submit(self, job: Job) -> None:
-        self.inbox.put(job)
-
-    def stop(self) -> None:
-        self.inbox.put(None)
-        self._thread.join()
+    def free(self) -> None:
+        """Free native memory; call once the compute thread has let the worker go."""
         llama_cpp.llama_batch_free(self.batch)
         for slot in self.slots:
             self._release(slot)
@@ -116,6 +126,8 @@ class Worker:
             self.cache.clear()
         if self.draft is not None:
             self.draft.close()
+        if self.embedder is not None:
+            self.embedder.close()
         llama_cpp.llama_free(self.ctx)
         self.ctx = None
 
@@ -129,42 +141,65 @@ class Worker:
         return out
 
     def queued(self) -> int:
-        return len(self.pending) + self.inbox.qsize()
+        return len(self.pending)
 
-    # -- the loop -------------------------------------------------------------------------------
+    # -- on the compute thread ------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
-            if not (self.active or self.pending) and not self._accept(self.inbox.get()):
-                return
-            while True:
-                try:
-                    item = self.inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if not self._accept(item):
-                    return
+    def accept(self, item: Job | EmbedTask) -> None:
+        if isinstance(item, EmbedTask):
+            self.embeds.append(item)
+        else:
+            self.pending.append(item)
+
+    def has_work(self) -> bool:
+        return bool(self.active or self.pending or self.embeds)
+
+    def run_step(self) -> None:
+        """One generation step, then (if any are waiting) one embeddings decode."""
+        if self.active or self.pending:
             try:
                 self._step()
             except Exception as exc:  # a bug in the loop must not take the server down
                 log.exception("engine step failed")
                 for job in list(self.active):
                     self._fail(job, EngineError(f"engine step failed: {exc}"), reset_kv=True)
-            self._flush()
+        if self.embeds:
+            self._embed_step()
+        self._flush()
 
-    def _accept(self, item: Job | None) -> bool:
-        if item is None:
-            self._shutdown()
-            return False
-        self.pending.append(item)
-        return True
-
-    def _shutdown(self) -> None:
-        err = RequestCancelled("the server is shutting down")
+    def shutdown(self, err: HearthError) -> None:
+        """Fail every job and embedding task still here."""
         for job in [*self.active, *self.pending]:
             self._fail(job, err, reset_kv=False)
         self.pending.clear()
+        while self.embeds:
+            self.embeds.popleft().done(err)
         self._flush()
+
+    def _embed_step(self) -> None:
+        task = self.embeds[0]
+        try:
+            if self.embedder is None:  # only models asked for embeddings pay for the context
+                self.embedder = Embedder(
+                    self.model,
+                    ctx_size=self.cfg.ctx_size,
+                    threads=self.cfg.threads_batch,
+                    pooling=self.cfg.pooling,
+                )
+            budget = EMBED_BUDGET_BUSY if self.active or self.pending else self.cfg.ctx_size
+            self.decode_threads.add(threading.get_ident())
+            done = self.embedder.step(task, budget)
+            self.embed_decodes += 1
+        except Exception as exc:
+            self.embeds.popleft()
+            if not isinstance(exc, HearthError):
+                log.exception("embedding failed")
+                exc = EngineError(f"embedding failed: {exc}")
+            task.done(exc)
+            return
+        if done:
+            self.embeds.popleft()
+            task.done(task.out)
 
     def _step(self) -> None:
         t0 = time.perf_counter()
@@ -175,6 +210,7 @@ class Worker:
         if n_tokens == 0:
             return
         self.batch.n_tokens = n_tokens
+        self.decode_threads.add(threading.get_ident())
         t1 = time.perf_counter()
         rc = llama_cpp.llama_decode(self.ctx, self.batch)
         t2 = time.perf_counter()
@@ -212,7 +248,13 @@ class Worker:
             if len(free) < job.request.n:
                 return
             self.pending.popleft()
-            self._place(job, free)
+            try:
+                self._place(job, free)
+            except Exception as exc:  # e.g. a grammar llama.cpp refuses: fail this job only
+                if not isinstance(exc, HearthError):
+                    log.exception("admitting a request failed")
+                    exc = EngineError(f"could not start the request: {exc}")
+                self._fail(job, exc, reset_kv=True)
 
     def _place(self, job: Job, free: list[Slot]) -> None:
         req = job.request
@@ -589,20 +631,26 @@ class Worker:
             self._fail(job, EngineError(f"decoding failed: {reason}"), reset_kv=True)
 
     def _flush(self) -> None:
-        if not self.out:
-            return
-        out, self.out = self.out, []
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Any]]] = {}
-        for item in out:
-            by_loop.setdefault(item[0].loop, []).append(item)
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_deliver, items)
-            except RuntimeError:  # the caller's loop is closed: nobody is listening
-                for job, _ in items:
-                    job.cancelled = True
+        if self.out:
+            out, self.out = self.out, []
+            self.sink(out)
+
+
+def deliver_to_loops(out: list[tuple[Job, Any]]) -> None:
+    """The in-process sink: one event-loop wake-up per step per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Any]]] = {}
+    for item in out:
+        assert item[0].loop is not None
+        by_loop.setdefault(item[0].loop, []).append(item)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_deliver, items)
+        except RuntimeError:  # the caller's loop is closed: nobody is listening
+            for job, _ in items:
+                job.cancelled = True
 
 
 def _deliver(items: list[tuple[Job, Any]]) -> None:
     for job, event in items:
+        assert job.queue is not None
         job.queue.put_nowait(event)

@@ -1,0 +1,434 @@
+"""ProcessEngine: one model's llama.cpp core in a supervised child process.
+
+The child (child.py) holds the weights, the context and the batch loop; this side keeps the
+requests. A reader thread takes the child's one message per decode step and hands each
+event loop its events with one wake-up. The server process runs no llama.cpp code at all:
+tokenizing, detokenizing and grammar checks are calls that the child's command thread answers
+(a fraction of a millisecond, even mid-decode). When the child dies, every request it was
+serving fails with `engine_crashed`, the watchers hear of it, and nothing else is touched.
+
+A child spends ~0.4 s importing llama-cpp-python and numpy, so a `ChildPool` keeps one spare
+child started: a load takes it and starts the next one in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from hearth.engine.base import EngineStatus, GenerationFinished, GenerationRequest
+from hearth.engine.llamacpp import ipc
+from hearth.engine.llamacpp.engine import UNLOADED, EngineOptions, LlamaCppEngineBase, settle
+from hearth.errors import EngineCrashed, EngineError, HearthError, ModelUnloaded
+
+log = logging.getLogger("hearth.engine")
+child_log = logging.getLogger("hearth.engine.child")
+
+STOP_TIMEOUT = 10.0  # seconds a child gets to exit after Stop before it is killed
+CALL_TIMEOUT = 30.0  # seconds a call may take (tokenizing a long text included)
+SHORT_TEXT = 64  # texts up to this long have their tokens cached (markers, stop strings)
+_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
+
+
+class RemoteJob:
+    """One choice group running in the child, as generate() sees it."""
+
+    __slots__ = ("cancelled", "finished", "key", "loop", "queue")
+
+    def __init__(self, key: int, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]):
+        self.key = key
+        self.loop = loop
+        self.queue = queue
+        self.finished = False
+        self.cancelled = False
+
+
+class _Waiting:
+    """A call waiting for its answer."""
+
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Any = None
+
+
+class Child:
+    """A started engine child and the server's ends of its pipes."""
+
+    def __init__(self) -> None:
+        cmd_r, cmd_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hearth.engine.llamacpp.child"],
+                stdin=cmd_r,
+                stdout=rep_w,
+                stderr=subprocess.PIPE,
+                close_fds=True,  # no child holds another's pipe open (EOF ends it)
+            )
+        except BaseException:
+            for fd in (cmd_w, rep_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(cmd_r)
+            os.close(rep_w)
+        self.commands = Connection(cmd_w, readable=False)
+        self.replies = Connection(rep_r, writable=False)
+
+    def discard(self) -> None:
+        """EOF on its stdin: an unused child exits by itself."""
+        for conn in (self.commands, self.replies):
+            with contextlib.suppress(OSError):
+                conn.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(STOP_TIMEOUT)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+class ChildPool:
+    """Keeps one spare child started, so a load does not wait for its imports."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spare: Child | None = None
+        self._closed = False
+
+    def take(self) -> Child:
+        with self._lock:
+            child, self._spare = self._spare, None
+            if child is None or child.proc.poll() is not None:
+                child = Child()
+            if not self._closed:
+                self._spare = Child()
+        return child
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
+
+
+def exit_reason(code: int) -> str:
+    """A child's exit status in words: the signal that killed it, or its exit code."""
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class ProcessEngine(LlamaCppEngineBase):
+    """A GGUF model served by an engine child; same contract as the in-process engine."""
+
+    def __init__(
+        self,
+        model_id: str,
+        path: Path,
+        options: EngineOptions,
+        pool: ChildPool | None = None,
+    ):
+        self.parallel = options.parallel
+        self.max_output_tokens = options.max_output_tokens
+        self.crashed: str | None = None
+        self._lock = threading.Lock()  # sends, and the tables below against a crash
+        self._keys = itertools.count(1)
+        self._jobs: dict[int, RemoteJob] = {}
+        self._embeds: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+        self._calls: dict[int, _Waiting] = {}
+        self._watchers: list[Callable[[str], None]] = []
+        self._closing = False
+        self._short_tokens: dict[tuple[str, bool], list[int]] = {}
+        self.stderr_tail: deque[str] = deque(maxlen=40)
+        started = time.perf_counter()
+        child = pool.take() if pool is not None else Child()
+        self.proc = child.proc
+        self.pid = child.proc.pid
+        self._commands = child.commands
+        self._replies = child.replies
+        self._stderr = threading.Thread(
+            target=self._read_stderr, name=f"hearth-stderr-{model_id}", daemon=True
+        )
+        self._stderr.start()
+        level = logging.getLogger("hearth").getEffectiveLevel()
+        try:
+            self._send(ipc.Load(ipc.VERSION, model_id, path, options, level))
+            reply = self._replies.recv()
+        except (EOFError, OSError):
+            reason = exit_reason(self.proc.wait())
+            self._stderr.join(2)
+            self._cleanup()
+            raise EngineCrashed(
+                f"the engine for model '{model_id}' crashed while loading ({reason})",
+                param="model",
+            ) from None
+        if isinstance(reply, ipc.LoadFailed):
+            self.proc.wait()
+            self._stderr.join(2)
+            self._cleanup()
+            raise reply.error
+        assert isinstance(reply, ipc.Ready)
+        self.info = reply.info
+        self._reader = threading.Thread(
+            target=self._read, name=f"hearth-engine-{model_id}", daemon=True
+        )
+        self._reader.start()
+        log.debug(
+            "engine child %d for %s ready in %.2fs",
+            self.pid,
+            model_id,
+            time.perf_counter() - started,
+        )
+
+    # -- Engine ---------------------------------------------------------------------------------
+
+    def _start(
+        self,
+        request: GenerationRequest,
+        first_index: int,
+        loop: asyncio.AbstractEventLoop,
+        channel: asyncio.Queue[Any],
+    ) -> RemoteJob:
+        with self._lock:
+            self._raise_if_gone()
+            job = RemoteJob(next(self._keys), loop, channel)
+            self._jobs[job.key] = job
+            self._send_locked(ipc.Generate(job.key, request, first_index))
+        return job
+
+    def _cancel(self, handle: Any) -> None:
+        assert isinstance(handle, RemoteJob)
+        handle.cancelled = True
+        with self._lock:
+            if handle.key in self._jobs:
+                self._send_locked(ipc.Cancel(handle.key))
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[list[float]]] = loop.create_future()
+        with self._lock:
+            self._raise_if_gone()
+            key = next(self._keys)
+            self._embeds[key] = (loop, future)
+            self._send_locked(ipc.Embed(key, inputs))
+        return await future
+
+    def status(self) -> EngineStatus:
+        try:
+            status: EngineStatus = self._call("status")
+        except HearthError:
+            return EngineStatus(slots=[], queued=0, requests_served=0, pid=self.pid)
+        return status
+
+    def tokenize_many(self, texts: list[str], *, add_special: bool = True) -> list[list[int]]:
+        cache = self._short_tokens
+        missing = [t for t in texts if len(t) > SHORT_TEXT or (t, add_special) not in cache]
+        found = iter(self._call("tokenize", missing, add_special) if missing else [])
+        out = []
+        for text in texts:
+            key = (text, add_special)
+            tokens = cache.get(key) if len(text) <= SHORT_TEXT else None
+            if tokens is None:
+                tokens = next(found)
+                if len(text) <= SHORT_TEXT and len(cache) < 4096:
+                    cache[key] = tokens
+            out.append(list(tokens))
+        return out
+
+    def detokenize(self, tokens: list[int]) -> str:
+        text: str = self._call("detokenize", tokens)
+        return text
+
+    def _grammar_parses(self, grammar: str) -> bool:
+        return bool(self._call("grammar_parses", grammar))
+
+    def watch(self, on_crash: Callable[[str], None]) -> None:
+        with self._lock:
+            crashed = self.crashed
+            if crashed is None:
+                self._watchers.append(on_crash)
+        if crashed is not None:
+            on_crash(crashed)
+
+    def close(self) -> None:
+        """Stop the child (its requests fail) and wait until it has exited."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._send_locked(ipc.Stop())
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log.warning("engine child %d did not stop; killing it", self.pid)
+            self.proc.kill()
+            self.proc.wait()
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.join(STOP_TIMEOUT)
+        self._stderr.join(STOP_TIMEOUT)
+        self._fail_all(ModelUnloaded(UNLOADED))
+        self._cleanup()
+
+    # -- the reader thread ----------------------------------------------------------------------
+
+    def _read(self) -> None:
+        while True:
+            try:
+                msg = self._replies.recv()
+            except (EOFError, OSError):
+                break
+            if isinstance(msg, ipc.Events):
+                self._dispatch(msg.items)
+            elif isinstance(msg, ipc.Embedded):
+                with self._lock:
+                    found = self._embeds.pop(msg.key, None)
+                if found is not None:
+                    found[0].call_soon_threadsafe(settle, found[1], msg.result)
+            elif isinstance(msg, ipc.Answer):
+                with self._lock:
+                    waiting = self._calls.pop(msg.key, None)
+                if waiting is not None:
+                    waiting.result = msg.result
+                    waiting.done.set()
+        if not self._closing:
+            self._died()
+
+    def _dispatch(self, items: list[tuple[int, Any]]) -> None:
+        """One step's events: one wake-up per event loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[RemoteJob, Any]]] = {}
+        jobs = self._jobs
+        for key, event in items:
+            job = jobs.get(key)
+            if job is None:
+                continue
+            if isinstance(event, GenerationFinished | HearthError):
+                job.finished = True
+                with self._lock:
+                    jobs.pop(key, None)
+            by_loop.setdefault(job.loop, []).append((job, event))
+        for loop, batch in by_loop.items():
+            # RuntimeError: that caller's loop is closed, nobody is listening.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, batch)
+
+    def _died(self) -> None:
+        reason = exit_reason(self.proc.wait())
+        self._stderr.join(2)
+        with self._lock:
+            self.crashed = reason
+            watchers, self._watchers = self._watchers, []
+        log.error(
+            "the engine for %s (pid %d) %s%s", self.info.id, self.pid, reason, self._tail_text()
+        )
+        for watcher in watchers:
+            try:
+                watcher(reason)
+            except Exception:
+                log.exception("a crash watcher failed")
+        self._fail_all(EngineCrashed(f"the engine for model '{self.info.id}' crashed ({reason})"))
+
+    def _fail_all(self, error: HearthError) -> None:
+        with self._lock:
+            jobs, self._jobs = self._jobs, {}
+            embeds, self._embeds = self._embeds, {}
+            calls, self._calls = self._calls, {}
+        for job in jobs.values():
+            job.finished = True
+            with contextlib.suppress(RuntimeError):
+                job.loop.call_soon_threadsafe(job.queue.put_nowait, error)
+        for loop, future in embeds.values():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, future, error)
+        for waiting in calls.values():
+            waiting.result = error
+            waiting.done.set()
+
+    def _read_stderr(self) -> None:
+        """The child's log: kept (the last lines explain a crash) and passed on."""
+        stream = self.proc.stderr
+        assert stream is not None
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self.stderr_tail.append(line)
+            # Lines the child's logging wrote start with their level; anything else is native
+            # output (an assertion, an abort message), worth seeing.
+            first, _, rest = line.partition(" ")
+            level = _LEVELS.get(first)
+            if level is None:
+                child_log.warning("%s", line)
+            else:
+                child_log.log(level, "%s", rest)
+        stream.close()
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _raise_if_gone(self) -> None:
+        if self.crashed is not None:
+            raise EngineCrashed(f"the engine for model '{self.info.id}' crashed ({self.crashed})")
+        if self._closing:
+            raise ModelUnloaded(UNLOADED)
+
+    def _call(self, name: ipc.CallName, *args: Any) -> Any:
+        """Ask the child and wait for the answer (its command thread answers at once)."""
+        waiting = _Waiting()
+        with self._lock:
+            self._raise_if_gone()
+            key = next(self._keys)
+            self._calls[key] = waiting
+            self._send_locked(ipc.Call(key, name, args))
+        if not waiting.done.wait(CALL_TIMEOUT):
+            with self._lock:
+                self._calls.pop(key, None)
+            raise EngineError(f"the engine for model '{self.info.id}' did not answer {name}")
+        if isinstance(waiting.result, Exception):
+            raise waiting.result
+        return waiting.result
+
+    def _send(self, message: Any) -> None:
+        with self._lock:
+            self._send_locked(message)
+
+    def _send_locked(self, message: Any) -> None:
+        # OSError: the child is gone; the reader thread fails what it was serving.
+        with contextlib.suppress(OSError):
+            self._commands.send(message)
+
+    def _tail_text(self) -> str:
+        tail = list(self.stderr_tail)[-8:]
+        return ("; its last output:\n" + "\n".join(tail)) if tail else ""
+
+    def _cleanup(self) -> None:
+        for conn in (self._commands, self._replies):
+            with contextlib.suppress(OSError):
+                conn.close()
+
+
+def _deliver(batch: list[tuple[RemoteJob, Any]]) -> None:
+    for job, event in batch:
+        job.queue.put_nowait(event)
