@@ -163,6 +163,7 @@ class EngineStatus:
     embed_decodes: int = 0
     pid: int = 0  # the process that computes for this model
     decode_threads: list[int] = field(default_factory=list)  # threads that ran its decodes
+    threads: int = 0  # threads its decodes use now (fewer while other engines compute too)
 
 
 class Engine(abc.ABC):

@@ -231,3 +231,37 @@ def test_forced_unload_mid_stream_ends_with_an_error(two_models: RunningServer) 
     assert json.loads(events[-2])["error"]["code"] == "model_unloaded"
     wait_for(lambda: not alive(pid))
     assert chat(server, STARTER_ID).status_code == 200
+
+
+def test_busy_engines_share_the_cores(tmp_path: Path, starter_model: Path) -> None:
+    """Two children computing at once each decode with half the threads (their OpenMP teams
+    would otherwise spin against each other); one alone gets them all back."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copyfile(starter_model, models / f"{SECOND_ID}.gguf")
+    server = start_server(tmp_path, starter_model, "--threads", "2", models_dir=models)
+    try:
+        assert chat(server, SECOND_ID).status_code == 200
+
+        def threads() -> dict[str, int]:
+            return {m["id"]: m["threads"] for m in server.status()["models"]}
+
+        assert threads() == {STARTER_ID: 2, SECOND_ID: 2}
+        results: list[httpx.Response] = []
+        workers = [
+            threading.Thread(target=lambda m=m: results.append(chat(server, m, **LONG)))
+            for m in (STARTER_ID, SECOND_ID)
+        ]
+        for w in workers:
+            w.start()
+        wait_for(lambda: threads() == {STARTER_ID: 1, SECOND_ID: 1}, timeout=30)
+        for w in workers:
+            w.join(120)
+        assert [r.status_code for r in results] == [200, 200]
+        alone = threading.Thread(target=lambda: results.append(chat(server, STARTER_ID, **LONG)))
+        alone.start()
+        wait_for(lambda: threads()[STARTER_ID] == 2, timeout=30)
+        alone.join(120)
+        assert results[-1].status_code == 200
+    finally:
+        server.stop()

@@ -75,7 +75,7 @@ def _split_prompts(raw: object, engine: Engine) -> tuple[list[str], list[list[in
             check_token_ids(p, n_vocab, "prompt", where=f"in prompt {i}")
         return [engine.detokenize(p) for p in items], [list(p) for p in items]
     if items and all(isinstance(p, str) for p in items):
-        return list(items), [engine.tokenize(t) for t in items]
+        return list(items), engine.tokenize_many(list(items))
     raise InvalidRequestError(
         "prompt must be a non-empty string, list of strings, or token ids", param="prompt"
     )

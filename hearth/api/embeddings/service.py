@@ -36,18 +36,22 @@ def tokenized_inputs(raw: Any, engine: Engine) -> list[list[int]]:
     if len(items) > MAX_INPUTS:
         raise InvalidRequestError(f"at most {MAX_INPUTS} inputs per request", param="input")
     n_vocab = engine.info.n_vocab
-    out = []
+    out: list[list[int] | None] = []
+    texts: list[str] = []
     for i, item in enumerate(items):
         if isinstance(item, str):
             if not item:
                 raise InvalidRequestError(f"input {i} is an empty string", param="input")
-            out.append(engine.tokenize(item, add_special=True))
+            texts.append(item)
+            out.append(None)
             continue
         if not item:
             raise InvalidRequestError(f"input {i} is an empty token array", param="input")
         check_token_ids(item, n_vocab, "input", where=f"in input {i}")
         out.append(list(item))
-    return out
+    # All texts in one call: one round trip where the tokenizer lives in an engine process.
+    tokenized = iter(engine.tokenize_many(texts, add_special=True) if texts else [])
+    return [tokens if tokens is not None else next(tokenized) for tokens in out]
 
 
 def encode(vector: list[float], fmt: str | None) -> list[float] | str:

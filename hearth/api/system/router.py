@@ -46,6 +46,8 @@ async def status(request: Request) -> dict[str, Any]:
                 "pid": st.pid,
                 # Threads that ever ran this model's llama.cpp decodes: one (see compute.py).
                 "decode_threads": st.decode_threads,
+                # Threads its decodes use now: a share of --threads while others compute too.
+                "threads": st.threads,
                 "embedding_decodes": st.embed_decodes,
                 "context_window": m.engine.info.ctx_size,
                 "parallel": len(st.slots),

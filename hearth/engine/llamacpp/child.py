@@ -87,6 +87,8 @@ class Child:
                 found = self.jobs.get(msg.key)
                 if found is not None:
                     found.cancelled = True  # read by the worker at its next step
+            elif isinstance(msg, ipc.Share):
+                core.worker.share_wanted = msg.share  # read by the worker before its next step
             elif isinstance(msg, ipc.Embed):
                 core.submit(EmbedTask(msg.inputs, self._embedded(msg.key)))
             elif isinstance(msg, ipc.Call):

@@ -58,7 +58,7 @@ class Embedder:
         self.ctx_size = ctx_size
         self.pooling = model_pooling(model, pooling)
         self.dim: int = llama_cpp.llama_model_n_embd_out(model.ptr) or model.n_embd
-        self._ctx = model.new_context(
+        self.ctx = model.new_context(
             n_ctx=ctx_size,
             n_batch=ctx_size,
             n_ubatch=ctx_size,  # a sequence must sit in one ubatch for non-causal models
@@ -76,9 +76,9 @@ class Embedder:
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
-        if self._ctx is not None:
-            llama_cpp.llama_free(self._ctx)
-            self._ctx = None
+        if self.ctx is not None:
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
 
     def step(self, task: EmbedTask, budget: int) -> bool:
         """Embed the task's next inputs, up to `budget` tokens (at least one input) in one
@@ -110,11 +110,11 @@ class Embedder:
                 b.logits[n] = 1
                 n += 1
         b.n_tokens = n
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
-        rc = llama_cpp.llama_decode(self._ctx, b)
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.ctx), True)
+        rc = llama_cpp.llama_decode(self.ctx, b)
         if rc != 0:
             raise EngineError(f"embedding decode failed (llama_decode returned {rc})")
-        ptr = llama_cpp.llama_get_embeddings(self._ctx)
+        ptr = llama_cpp.llama_get_embeddings(self.ctx)
         rows = np.ctypeslib.as_array(
             ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(n, self.dim)
         )

@@ -184,6 +184,7 @@ class LlamaCppCore:
             embed_decodes=w.embed_decodes,
             pid=os.getpid(),
             decode_threads=sorted(w.decode_threads),
+            threads=w.threads_in_use,
         )
 
     def close(self) -> None:

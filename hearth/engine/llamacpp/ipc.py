@@ -64,6 +64,13 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
+class Share:
+    """Decode with 1/share of the configured threads (share = engines computing at once)."""
+
+    share: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Fail what is running, free everything, exit."""
 

@@ -106,13 +106,36 @@ class Child:
             self.proc.stderr.close()
 
 
+class ComputeShare:
+    """Splits the cores between engine children that compute at the same time. Each child's
+    OpenMP team is sized for the whole machine; two busy teams on the same cores spin against
+    each other (half the combined speed, measured), so with k children busy each decodes with
+    1/k of its threads. A child alone gets all of them back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy: set[ProcessEngine] = set()
+
+    def update(self, engine: ProcessEngine, busy: bool) -> None:
+        with self._lock:  # held while sending, so shares arrive in the order decided
+            if busy:
+                self._busy.add(engine)
+            else:
+                self._busy.discard(engine)
+            share = max(1, len(self._busy))
+            for other in self._busy:
+                other.set_share(share)
+
+
 class ChildPool:
-    """Keeps one spare child started, so a load does not wait for its imports."""
+    """Keeps one spare child started, so a load does not wait for its imports; and the
+    share of the cores that busy children get."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spare: Child | None = None
         self._closed = False
+        self.share = ComputeShare()
 
     def take(self) -> Child:
         with self._lock:
@@ -162,6 +185,8 @@ class ProcessEngine(LlamaCppEngineBase):
         self._watchers: list[Callable[[str], None]] = []
         self._closing = False
         self._short_tokens: dict[tuple[str, bool], list[int]] = {}
+        self._compute_share = pool.share if pool is not None else None
+        self._share = 1  # the share last sent to the child
         self.stderr_tail: deque[str] = deque(maxlen=40)
         started = time.perf_counter()
         child = pool.take() if pool is not None else Child()
@@ -217,6 +242,9 @@ class ProcessEngine(LlamaCppEngineBase):
             job = RemoteJob(next(self._keys), loop, channel)
             self._jobs[job.key] = job
             self._send_locked(ipc.Generate(job.key, request, first_index))
+            started = self._work_count() == 1
+        if started:
+            self._busy(True)
         return job
 
     def _cancel(self, handle: Any) -> None:
@@ -234,6 +262,9 @@ class ProcessEngine(LlamaCppEngineBase):
             key = next(self._keys)
             self._embeds[key] = (loop, future)
             self._send_locked(ipc.Embed(key, inputs))
+            started = self._work_count() == 1
+        if started:
+            self._busy(True)
         return await future
 
     def status(self) -> EngineStatus:
@@ -306,8 +337,11 @@ class ProcessEngine(LlamaCppEngineBase):
             elif isinstance(msg, ipc.Embedded):
                 with self._lock:
                     found = self._embeds.pop(msg.key, None)
+                    idle = self._work_count() == 0
                 if found is not None:
                     found[0].call_soon_threadsafe(settle, found[1], msg.result)
+                    if idle:
+                        self._busy(False)
             elif isinstance(msg, ipc.Answer):
                 with self._lock:
                     waiting = self._calls.pop(msg.key, None)
@@ -321,6 +355,7 @@ class ProcessEngine(LlamaCppEngineBase):
         """One step's events: one wake-up per event loop."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[RemoteJob, Any]]] = {}
         jobs = self._jobs
+        ended = False
         for key, event in items:
             job = jobs.get(key)
             if job is None:
@@ -329,7 +364,10 @@ class ProcessEngine(LlamaCppEngineBase):
                 job.finished = True
                 with self._lock:
                     jobs.pop(key, None)
+                    ended = ended or self._work_count() == 0
             by_loop.setdefault(job.loop, []).append((job, event))
+        if ended:
+            self._busy(False)
         for loop, batch in by_loop.items():
             # RuntimeError: that caller's loop is closed, nobody is listening.
             with contextlib.suppress(RuntimeError):
@@ -356,6 +394,7 @@ class ProcessEngine(LlamaCppEngineBase):
             jobs, self._jobs = self._jobs, {}
             embeds, self._embeds = self._embeds, {}
             calls, self._calls = self._calls, {}
+        self._busy(False)
         for job in jobs.values():
             job.finished = True
             with contextlib.suppress(RuntimeError):
@@ -393,6 +432,20 @@ class ProcessEngine(LlamaCppEngineBase):
             raise EngineCrashed(f"the engine for model '{self.info.id}' crashed ({self.crashed})")
         if self._closing:
             raise ModelUnloaded(UNLOADED)
+
+    def set_share(self, share: int) -> None:
+        """Decode with 1/share of the threads from the next step on (see ComputeShare)."""
+        with self._lock:
+            if share != self._share and self.crashed is None and not self._closing:
+                self._share = share
+                self._send_locked(ipc.Share(share))
+
+    def _busy(self, busy: bool) -> None:
+        if self._compute_share is not None:
+            self._compute_share.update(self, busy)
+
+    def _work_count(self) -> int:
+        return len(self._jobs) + len(self._embeds)
 
     def _call(self, name: ipc.CallName, *args: Any) -> Any:
         """Ask the child and wait for the answer (its command thread answers at once)."""

@@ -116,6 +116,10 @@ class Worker:
         self.embed_decodes = 0
         # Threads that ever ran a decode for this worker: always one (see compute.py).
         self.decode_threads: set[int] = set()
+        # The share of --threads this worker may use: 1/share_wanted (set from elsewhere when
+        # several engine processes compute at once), applied before the next decode.
+        self.share_wanted = 1
+        self._share = 1
 
     def free(self) -> None:
         """Free native memory; call once the compute thread has let the worker go."""
@@ -156,6 +160,8 @@ class Worker:
 
     def run_step(self) -> None:
         """One generation step, then (if any are waiting) one embeddings decode."""
+        if self.share_wanted != self._share:
+            self._apply_share(self.share_wanted)
         if self.active or self.pending:
             try:
                 self._step()
@@ -166,6 +172,23 @@ class Worker:
         if self.embeds:
             self._embed_step()
         self._flush()
+
+    @property
+    def threads_in_use(self) -> int:
+        return max(1, self.cfg.threads // self._share)
+
+    def _apply_share(self, share: int) -> None:
+        """Decode with 1/share of the configured threads: OpenMP teams of processes that
+        compute at once would otherwise outnumber the cores and spin against each other."""
+        self._share = share
+        n, n_batch = max(1, self.cfg.threads // share), max(1, self.cfg.threads_batch // share)
+        contexts = [self.ctx]
+        if self.embedder is not None:
+            contexts.append(self.embedder.ctx)
+        if self.draft is not None:
+            contexts.append(self.draft.ctx)
+        for ctx in contexts:
+            llama_cpp.llama_set_n_threads(ctx, n, n_batch)
 
     def shutdown(self, err: HearthError) -> None:
         """Fail every job and embedding task still here."""
@@ -183,7 +206,7 @@ class Worker:
                 self.embedder = Embedder(
                     self.model,
                     ctx_size=self.cfg.ctx_size,
-                    threads=self.cfg.threads_batch,
+                    threads=max(1, self.cfg.threads_batch // self._share),
                     pooling=self.cfg.pooling,
                 )
             budget = EMBED_BUDGET_BUSY if self.active or self.pending else self.cfg.ctx_size
