@@ -93,14 +93,6 @@ class InvalidModelFile(HearthError):
     code = "invalid_model_file"
 
 
-class ModelLoading(HearthError):
-    """The model is loading and the request gave up waiting."""
-
-    status_code = 503
-    type = "server_error"
-    code = "model_loading"
-
-
 class ServiceUnavailable(HearthError):
     """The server cannot take the request right now (shutting down, overloaded)."""
 
@@ -119,6 +111,13 @@ class EngineCrashed(EngineError):
     """A model's engine process died (abort, segfault, killed); its requests fail with this."""
 
     code = "engine_crashed"
+
+
+class InsufficientMemory(ServiceUnavailable):
+    """llama.cpp could not allocate a model's context (its KV cache, its buffers): a problem of
+    memory, not of the file; fewer loaded models or a smaller context would fit."""
+
+    code = "insufficient_memory"
 
 
 class ModelUnloaded(ServiceUnavailable):

@@ -59,6 +59,7 @@ class FakeEngine(Engine):
         self.gate: asyncio.Event | None = None  # when set up, each token waits for it
         self.replies: list[str] = []  # scripted outputs, replayed in order
         self.prompts: list[str] = []  # texts tokenized as prompts (with special tokens)
+        self.fail_with: Exception | None = None  # raised after the first text, when set
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
         room = self.info.ctx_size - len(request.prompt)
@@ -92,6 +93,8 @@ class FakeEngine(Engine):
                     text, stopped = stops.feed(WORDS[(i + index) % 8] + " ")
                     if text:
                         yield TextDelta(index, text)
+                        if self.fail_with is not None:
+                            raise self.fail_with
                     if stopped:
                         reason = "stop"
                         break

@@ -6,37 +6,22 @@ error after the stream started is one `{"error": {...}}` line in OpenAI's error 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
-from starlette.types import Send
 
 from hearth.api.streaming import EventStreamResponse, error_body
-from hearth.errors import HearthError, RequestCancelled
+from hearth.errors import HearthError
 
 
 class NdjsonResponse(EventStreamResponse):
-    """application/x-ndjson: one pydantic object per line."""
+    """application/x-ndjson: one pydantic object per line, nothing after the last."""
 
-    media_type = "application/x-ndjson"
+    content_type = b"application/x-ndjson"
+    terminator = b""
+    keep_alive = b""
 
-    def __init__(self, items: AsyncIterator[BaseModel]):
-        super().__init__(items)
-        self.raw_headers[0] = (b"content-type", b"application/x-ndjson")
+    def frame(self, item: BaseModel) -> bytes:
+        return item.model_dump_json(exclude_none=True).encode() + b"\n"
 
-    async def _send_items(self, send: Send) -> None:
-        try:
-            async for item in self.items:
-                assert isinstance(item, BaseModel)
-                body = item.model_dump_json(exclude_none=True).encode() + b"\n"
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-        except RequestCancelled:
-            return
-        except HearthError as exc:
-            line = json.dumps(error_body(exc)).encode() + b"\n"
-            await send({"type": "http.response.body", "body": line, "more_body": True})
-        finally:
-            aclose = getattr(self.items, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    def frame_error(self, exc: HearthError) -> bytes:
+        return json.dumps(error_body(exc)).encode() + b"\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from hearth.api.generation import KeepAlive
 from hearth.errors import HearthError, RequestCancelled
 
 T = TypeVar("T")
+log = logging.getLogger("hearth.api")
 
 DONE = b"data: [DONE]\n\n"
 KEEP_ALIVE_COMMENT = b": keep-alive\n\n"
@@ -32,20 +34,29 @@ def error_body(exc: HearthError) -> dict[str, Any]:
 
 
 class EventStreamResponse(Response):
-    """text/event-stream of pydantic objects, ending with `data: [DONE]`."""
+    """text/event-stream of pydantic objects, ending with `data: [DONE]`. A dialect with other
+    framing (NDJSON, named SSE events) overrides `frame`, `frame_error` and `terminator`."""
 
-    media_type = "text/event-stream"
+    content_type = b"text/event-stream; charset=utf-8"
+    terminator = DONE
+    keep_alive = KEEP_ALIVE_COMMENT
 
     def __init__(self, items: AsyncIterator[BaseModel | KeepAlive]):
         # Not Response.__init__: that would declare a Content-Length for an empty body.
         self.status_code = 200
         self.background = None
         self.raw_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"content-type", self.content_type),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
         ]
         self.items = items
+
+    def frame(self, item: BaseModel) -> bytes:
+        return b"data: " + item.model_dump_json().encode() + b"\n\n"
+
+    def frame_error(self, exc: HearthError) -> bytes:
+        return b"data: " + json.dumps(error_body(exc)).encode() + b"\n\n"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -56,21 +67,24 @@ class EventStreamResponse(Response):
     async def _send_items(self, send: Send) -> None:
         try:
             async for item in self.items:
-                if isinstance(item, KeepAlive):
-                    body = KEEP_ALIVE_COMMENT
-                else:
-                    body = b"data: " + item.model_dump_json().encode() + b"\n\n"
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+                body = self.keep_alive if isinstance(item, KeepAlive) else self.frame(item)
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
         except RequestCancelled:
             return
         except HearthError as exc:
-            event = b"data: " + json.dumps(error_body(exc)).encode() + b"\n\n"
-            await send({"type": "http.response.body", "body": event, "more_body": True})
+            await self._send_error(send, exc)
+        except Exception as exc:  # a bug: the client still gets an error and the end of stream
+            log.exception("a stream failed")
+            await self._send_error(send, HearthError(f"the stream failed: {exc}"))
         finally:
             aclose = getattr(self.items, "aclose", None)
             if aclose is not None:
                 await aclose()
-        await send({"type": "http.response.body", "body": DONE, "more_body": False})
+        await send({"type": "http.response.body", "body": self.terminator, "more_body": False})
+
+    async def _send_error(self, send: Send, exc: HearthError) -> None:
+        await send({"type": "http.response.body", "body": self.frame_error(exc), "more_body": True})
 
 
 async def _watch_disconnect(receive: Receive) -> None:

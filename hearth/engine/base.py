@@ -58,6 +58,8 @@ class GenerationRequest:
     # Control tokens written into the output as text (markers such as [TOOL_CALLS] that the
     # output parsers look for); other control tokens stay invisible.
     keep_special: frozenset[int] = frozenset()
+    # Set by Engine.check: generate() does not check (and parse the grammar) a second time.
+    checked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,8 @@ class ChoiceFinished:
     index: int
     finish_reason: FinishReason
     completion_tokens: int
+    # The stop string that ended the choice; None with "stop" means an end-of-generation token.
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)

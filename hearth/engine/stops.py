@@ -9,12 +9,13 @@ from __future__ import annotations
 class StopMatcher:
     """Feeds decoded text through; returns what is safe to emit and whether a stop was hit."""
 
-    __slots__ = ("_held", "_max_len", "_stops")
+    __slots__ = ("_held", "_max_len", "_stops", "matched")
 
     def __init__(self, stops: list[str]):
         self._stops = [s for s in stops if s]
         self._max_len = max((len(s) for s in self._stops), default=0)
         self._held = ""
+        self.matched: str | None = None  # the stop string found, once one is
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Add text; return (text safe to emit, True when a stop string was found)."""
@@ -26,6 +27,7 @@ class StopMatcher:
             at = buf.find(stop)
             if at != -1 and (cut == -1 or at < cut):
                 cut = at
+                self.matched = stop
         if cut != -1:
             self._held = ""
             return buf[:cut], True

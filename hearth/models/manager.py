@@ -22,7 +22,7 @@ from typing import Literal
 
 from hearth.chat.template import ChatTemplate
 from hearth.engine.base import Engine
-from hearth.errors import HearthError, InvalidModelFile, ModelFailed, NoCapacity
+from hearth.errors import EngineError, HearthError, ModelFailed, NoCapacity
 from hearth.models.lease import Lease
 from hearth.models.registry import ModelEntry, Registry
 
@@ -309,9 +309,10 @@ class ModelManager:
         except HearthError as exc:
             self.load_errors[entry.id] = exc.message
             raise
-        except Exception as exc:
+        except Exception as exc:  # not the file's fault as far as anyone knows: a 500
+            log.exception("loading %s failed", entry.id)
             self.load_errors[entry.id] = str(exc)
-            raise InvalidModelFile(f"cannot load model '{entry.id}': {exc}", param="model") from exc
+            raise EngineError(f"cannot load model '{entry.id}': {exc}", param="model") from exc
         finally:
             self._loading.pop(entry.id, None)
             self._reserved.pop(entry.id, None)

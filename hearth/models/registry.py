@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import builtins
 import logging
+import math
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -21,6 +23,8 @@ from hearth.models.config import ModelConfig
 from hearth.models.gguf_header import GGUFHeader, read_header
 from hearth.models.scan import FoundModel, group_files, model_id_for, projector_for, walk_gguf
 from hearth.models.validate import found_at, split_problem
+
+RESCAN_INTERVAL = 1.0  # seconds between two directory scans caused by unknown names
 
 log = logging.getLogger("hearth.models")
 
@@ -90,6 +94,7 @@ class Registry:
         self._lock = threading.Lock()
         self._headers: dict[Path, tuple[Stamp, GGUFHeader | None, str | None]] = {}
         self._snapshot: dict[str, ModelEntry] = {}
+        self._scanned_at = -math.inf
         self._aliases: dict[str, str] = {}
         self._warned: set[str] = set()
 
@@ -125,7 +130,14 @@ class Registry:
         with self._lock:
             self._snapshot = {e.id: e for e in entries}
             self._aliases = aliases
+            self._scanned_at = time.monotonic()
         return entries
+
+    def _may_rescan(self) -> bool:
+        """An unknown name rescans the directory (a file copied in a moment ago is found), but
+        at most once per RESCAN_INTERVAL: a flood of bad names is not a flood of scans."""
+        with self._lock:
+            return time.monotonic() - self._scanned_at >= RESCAN_INTERVAL
 
     def projectors(self) -> builtins.list[Path]:
         """Multimodal projector files found in the models directory (not models themselves)."""
@@ -138,23 +150,13 @@ class Registry:
         wanted = model.strip().lower()
         with self._lock:
             entry = self._lookup(wanted)
-        if entry is None or not entry.path.exists():
+        if (entry is None or not entry.path.exists()) and self._may_rescan():
             self.list()
             with self._lock:
                 entry = self._lookup(wanted)
         if entry is None:
             raise ModelNotFound(model)
         return entry
-
-    def resolve_id(self, model: str) -> str:
-        """The id an id or alias stands for, without touching the disk when it is known."""
-        wanted = model.strip().lower()
-        with self._lock:
-            if wanted in self._snapshot:
-                return wanted
-            if wanted in self._aliases:
-                return self._aliases[wanted]
-        return self.get(model).id
 
     def usable(self, model: str) -> ModelEntry:
         """The entry, if its files pass validation as they are now; else a 422 naming the

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.api.conftest import FAKE_ID, chat_body
 
@@ -114,3 +116,25 @@ async def test_completions_stream_with_echo(client: httpx.AsyncClient) -> None:
     text = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
     assert text == "sayalpha beta "
     assert sse_events(r.text)[-1] == "[DONE]"
+
+
+async def test_a_failure_mid_stream_still_ends_the_stream(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    """Not only Hearth's own errors: any exception mid-stream is one error event, then [DONE]."""
+    app = make_app()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            assert (await c.post("/v1/chat/completions", json=chat_body())).status_code == 200
+            (loaded,) = app.state.runtime.models.loaded()
+            loaded.engine.fail_with = RuntimeError("boom")
+            r = await c.post("/v1/chat/completions", json=chat_body(max_tokens=5, stream=True))
+            events = sse_events(r.text)
+            assert events[-1] == "[DONE]"
+            error = json.loads(events[-2])["error"]
+            assert error["type"] == "server_error" and "boom" in error["message"]
+            assert json.loads(events[1])["choices"][0]["delta"]["content"]  # text came first
+            loaded.engine.fail_with = None
+            r = await c.post("/v1/chat/completions", json=chat_body(max_tokens=2))
+            assert r.status_code == 200

@@ -57,3 +57,12 @@ def test_stop_at_very_start() -> None:
 def test_overlapping_prefixes() -> None:
     # "aab" must be found even though "aa" first looks like a partial match that fails.
     assert feed_all(StopMatcher(["aab"]), ["a", "a", "a", "b", "c"]) == ("a", True)
+
+
+def test_the_stop_string_found_is_named() -> None:
+    m = StopMatcher(["END", "\n\n"])
+    assert m.matched is None
+    assert m.feed("some text\n") == ("some text", False)
+    assert m.matched is None
+    assert m.feed("\nEND") == ("", True)
+    assert m.matched == "\n\n"  # the earliest in the text, not the first in the list

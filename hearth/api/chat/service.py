@@ -5,6 +5,7 @@ No FastAPI here: the same service is the in-process library API."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -122,13 +123,14 @@ class ChatCompletionsService:
         before anything streams."""
         # The lease keeps the model loaded until the answer (or the stream) is over.
         async with self.models.use(request.model, request.keep_alive_seconds) as lease:
-            prepared = await self.prepare(request)
+            # Rendering, tokenizing and checks are CPU work: off the event loop.
+            prepared = await asyncio.to_thread(self.prepare, request, lease.model)
             if request.stream:
                 return lease.hold(self._stream(prepared))
             return await self._complete(prepared)
 
-    async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
-        model = await self.models.get(request.model)
+    def prepare(self, request: ChatCompletionRequest, model: LoadedModel) -> PreparedChat:
+        """The request made concrete for the model its lease holds; bad input raises here."""
         engine = model.engine
         info = engine.info
         plan = build_plan(

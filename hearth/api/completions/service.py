@@ -92,13 +92,14 @@ class CompletionsService:
     ) -> Completion | AsyncIterator[Completion | KeepAlive]:
         # The lease keeps the model loaded until the answer (or the stream) is over.
         async with self.models.use(request.model, request.keep_alive_seconds) as lease:
-            prepared = await self.prepare(request)
+            # Rendering, tokenizing and checks are CPU work: off the event loop.
+            prepared = await asyncio.to_thread(self.prepare, request, lease.model)
             if request.stream:
                 return lease.hold(self._stream(prepared))
             return await self._complete(prepared)
 
-    async def prepare(self, request: CompletionRequest) -> PreparedCompletion:
-        model = await self.models.get(request.model)
+    def prepare(self, request: CompletionRequest, model: LoadedModel) -> PreparedCompletion:
+        """The request made concrete for the model its lease holds; bad input raises here."""
         engine = model.engine
         info = engine.info
         texts, token_prompts = _split_prompts(request.prompt, engine)

@@ -259,10 +259,12 @@ class LlamaCppEngineBase(Engine):
                 "in all). Shorten the prompt or lower max_tokens.",
                 param="max_tokens",
             )
+        request.checked = True
         return request
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        self.check(request)
+        if not request.checked:
+            self.check(request)
         loop = asyncio.get_running_loop()
         # More choices than sequences: groups of at most `parallel` choices, each a job queued
         # in turn (as llama-server queues a task per choice). A group decodes the prompt once

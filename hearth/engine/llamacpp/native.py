@@ -5,6 +5,7 @@ Only this package imports llama_cpp; everything above it sees plain Python types
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import threading
@@ -13,12 +14,10 @@ from typing import Any
 
 import llama_cpp
 
-from hearth.errors import InvalidModelFile, InvalidRequestError
+from hearth.errors import InsufficientMemory, InvalidModelFile, InvalidRequestError
 
 log = logging.getLogger("hearth.llamacpp")
 
-_init_lock = threading.Lock()
-_initialised = False
 _LOG_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 
 
@@ -32,14 +31,12 @@ def _log_callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
         log.log(py_level, "%s", text.decode("utf-8", "replace").rstrip())
 
 
+@functools.cache
 def init_backend() -> None:
-    """Initialise llama.cpp once per process and route its log to Python logging."""
-    global _initialised
-    with _init_lock:
-        if not _initialised:
-            llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
-            llama_cpp.llama_backend_init()
-            _initialised = True
+    """Initialise llama.cpp once per process and route its log to Python logging (both calls
+    are idempotent, so a race between two first loads is harmless)."""
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+    llama_cpp.llama_backend_init()
 
 
 def default_threads() -> int:
@@ -159,9 +156,9 @@ class NativeModel:
             setattr(params, name, value)
         ctx = llama_cpp.llama_init_from_model(self.ptr, params)
         if not ctx:
-            raise InvalidModelFile(
-                f"llama.cpp could not create a context for {self.path.name} "
-                f"(n_ctx={overrides.get('n_ctx')}); try a smaller --ctx-size",
+            raise InsufficientMemory(
+                f"llama.cpp could not create a context of {overrides.get('n_ctx')} tokens for "
+                f"{self.path.name} (not enough memory); try a smaller --ctx-size or --parallel",
                 param="model",
             )
         return ctx

@@ -599,7 +599,8 @@ class Worker:
             slot.out_logprobs.extend(slot.pending_logprobs)
             slot.pending_logprobs = []
         self._send_text(slot)
-        self.out.append((job, ChoiceFinished(slot.index, reason, slot.n_generated)))
+        stop = slot.stops.matched if reason == "stop" else None
+        self.out.append((job, ChoiceFinished(slot.index, reason, slot.n_generated, stop)))
         job.completion_tokens += slot.n_generated
         self._release(slot)
         job.open_choices -= 1
