@@ -138,13 +138,19 @@ class ChildPool:
         self.share = ComputeShare()
 
     def take(self) -> Child:
+        """The spare child if it is still there, else a new one."""
         with self._lock:
             child, self._spare = self._spare, None
-            if child is None or child.proc.poll() is not None:
-                child = Child()
-            if not self._closed:
-                self._spare = Child()
+        if child is None or child.proc.poll() is not None:
+            child = Child()
         return child
+
+    def refill(self) -> None:
+        """Start the next spare; called once a load is done, so its imports do not compete
+        with the load for the cores."""
+        with self._lock:
+            if self._spare is None and not self._closed:
+                self._spare = Child()
 
     def close(self) -> None:
         with self._lock:
@@ -221,6 +227,8 @@ class ProcessEngine(LlamaCppEngineBase):
             target=self._read, name=f"hearth-engine-{model_id}", daemon=True
         )
         self._reader.start()
+        if pool is not None:
+            pool.refill()
         log.debug(
             "engine child %d for %s ready in %.2fs",
             self.pid,
