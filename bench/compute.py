@@ -127,7 +127,51 @@ def isolation(model: Path, threads: int, rounds: int, logs: Path, extra: dict[st
         f"\nModel load (`POST /api/load` after an unload, median of {rounds}): thread "
         f"{lt * 1000:.0f} ms, process {lp * 1000:.0f} ms ({(lp - lt) * 1000:+.0f} ms)."
     )
+    lines.append(asyncio.run(engines_alone(model, threads, rounds)))
     return "\n".join(lines)
+
+
+async def engines_alone(model: Path, threads: int, rounds: int) -> str:
+    """The same comparison without HTTP: generations driven through each engine directly."""
+    from hearth.engine.base import GenerationRequest, SamplingParams
+    from hearth.engine.llamacpp.engine import EngineOptions, LlamaCppEngine
+    from hearth.engine.llamacpp.process import ProcessEngine
+
+    opts = EngineOptions(parallel=8, threads=threads, ctx_size=4096)
+    engines = {
+        "thread": LlamaCppEngine("m", model, opts),
+        "process": ProcessEngine("m", model, opts),
+    }
+    prompt = engines["thread"].tokenize("Write a long story about a river.")
+
+    async def run(name: str, n: int) -> float:
+        async def one(i: int) -> None:
+            req = GenerationRequest(
+                prompt=[*prompt, 10 + i],
+                sampling=SamplingParams(temperature=0.0),
+                max_tokens=128,
+                ignore_eos=True,
+            )
+            async for _ in engines[name].generate(req):
+                pass
+
+        t = time.perf_counter()
+        await asyncio.gather(*[one(i) for i in range(n)])
+        return n * 128 / (time.perf_counter() - t)
+
+    out: dict[tuple[str, int], list[float]] = {(name, n): [] for name in engines for n in (1, 8)}
+    try:
+        for rnd in range(rounds):
+            for name in ("thread", "process") if rnd % 2 == 0 else ("process", "thread"):
+                for n in (1, 8):
+                    out[name, n].append(await run(name, n))
+    finally:
+        for engine in engines.values():
+            engine.close()
+    ratios = ", ".join(
+        f"c={n} {med(out['process', n]) / med(out['thread', n]):.3f}x" for n in (1, 8)
+    )
+    return f"\nThe engines alone, no HTTP (same generations, process/thread): {ratios}."
 
 
 def compute(model: Path, threads: int, rounds: int, logs: Path, extra: dict[str, Any]) -> str:
