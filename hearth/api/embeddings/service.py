@@ -3,6 +3,7 @@ objects. No FastAPI here: the same service is the in-process library API."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -80,7 +81,8 @@ class EmbeddingsService:
             raise InvalidRequestError(
                 f"the model '{loaded.entry.id}' cannot make embeddings", param="model"
             )
-        inputs = tokenized_inputs(request.input, engine)
+        # Tokenizing is CPU work (and, with engine children, a call to one): off the loop.
+        inputs = await asyncio.to_thread(tokenized_inputs, request.input, engine)
         limit = engine.info.ctx_size
         for i, tokens in enumerate(inputs):
             if len(tokens) > limit:
