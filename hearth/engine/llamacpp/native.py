@@ -50,14 +50,11 @@ def default_threads() -> int:
 class NativeModel:
     """A llama_model and its vocab. Thread-safe for reads (tokenize, metadata)."""
 
-    def __init__(
-        self, path: Path, *, gpu_layers: int = 0, use_mmap: bool = True, vocab_only: bool = False
-    ):
+    def __init__(self, path: Path, *, gpu_layers: int = 0, use_mmap: bool = True):
         init_backend()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = gpu_layers if gpu_layers >= 0 else 2**31 - 1
         params.use_mmap = use_mmap
-        params.vocab_only = vocab_only  # the tokenizer alone: what the server process needs
         ptr = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
             raise InvalidModelFile(f"llama.cpp could not load {path.name}", param="model")
