@@ -31,6 +31,7 @@ from typing import Any
 from hearth.engine.base import EngineStatus, GenerationFinished, GenerationRequest
 from hearth.engine.llamacpp import ipc
 from hearth.engine.llamacpp.engine import UNLOADED, EngineOptions, LlamaCppEngineBase, settle
+from hearth.engine.llamacpp.worker import deliver_to_loops
 from hearth.errors import EngineCrashed, EngineError, HearthError, ModelUnloaded
 
 log = logging.getLogger("hearth.engine")
@@ -361,7 +362,7 @@ class ProcessEngine(LlamaCppEngineBase):
 
     def _dispatch(self, items: list[tuple[int, Any]]) -> None:
         """One step's events: one wake-up per event loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[RemoteJob, Any]]] = {}
+        out: list[tuple[RemoteJob, Any]] = []
         jobs = self._jobs
         ended = False
         for key, event in items:
@@ -373,13 +374,10 @@ class ProcessEngine(LlamaCppEngineBase):
                 with self._lock:
                     jobs.pop(key, None)
                     ended = ended or self._work_count() == 0
-            by_loop.setdefault(job.loop, []).append((job, event))
+            out.append((job, event))
         if ended:
             self._busy(False)
-        for loop, batch in by_loop.items():
-            # RuntimeError: that caller's loop is closed, nobody is listening.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_deliver, batch)
+        deliver_to_loops(out)
 
     def _died(self) -> None:
         reason = exit_reason(self.proc.wait())
@@ -488,8 +486,3 @@ class ProcessEngine(LlamaCppEngineBase):
         for conn in (self._commands, self._replies):
             with contextlib.suppress(OSError):
                 conn.close()
-
-
-def _deliver(batch: list[tuple[RemoteJob, Any]]) -> None:
-    for job, event in batch:
-        job.queue.put_nowait(event)

@@ -13,9 +13,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import llama_cpp
 import numpy as np
@@ -660,9 +660,22 @@ class Worker:
             self.sink(out)
 
 
-def deliver_to_loops(out: list[tuple[Job, Any]]) -> None:
-    """The in-process sink: one event-loop wake-up per step per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Any]]] = {}
+class Listener(Protocol):
+    """Where a job's events go: its caller's loop and queue (a Job here, or the server's
+    RemoteJob for a job running in an engine child)."""
+
+    cancelled: bool
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None: ...
+
+    @property
+    def queue(self) -> asyncio.Queue[Any] | None: ...
+
+
+def deliver_to_loops(out: Sequence[tuple[Listener, Any]]) -> None:
+    """One step's events to their callers: one event-loop wake-up per step per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Listener, Any]]] = {}
     for item in out:
         assert item[0].loop is not None
         by_loop.setdefault(item[0].loop, []).append(item)
@@ -674,7 +687,7 @@ def deliver_to_loops(out: list[tuple[Job, Any]]) -> None:
                 job.cancelled = True
 
 
-def _deliver(items: list[tuple[Job, Any]]) -> None:
+def _deliver(items: list[tuple[Listener, Any]]) -> None:
     for job, event in items:
         assert job.queue is not None
         job.queue.put_nowait(event)
