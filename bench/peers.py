@@ -30,6 +30,7 @@ class Peer:
     model: str
     log: Path
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None  # where it runs: another checkout runs that checkout's code
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -40,7 +41,11 @@ class Peer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                self.cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+                self.cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                cwd=self.cwd,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -4,6 +4,7 @@
     python -m bench.run --suite engine    # Hearth vs llama.cpp's llama-server (engine speed)
     python -m bench.run --suite isolation # engines in child processes vs in the server
     python -m bench.run --suite compute   # fresh vs after embeddings / a second model
+    python -m bench.run --suite overhead  # per-request cost against an earlier commit
 
 Writes a Markdown report (default docs/benchmarks.md, section per suite)."""
 
@@ -12,13 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import functools
 import platform
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import compute as C
+from bench import overhead as O
 from bench import peers as P
 from bench.client import RequestResult, Summary, summarise
 from bench.workloads import (
@@ -282,7 +286,11 @@ SUITES = {
     "knobs": suite_knobs,
 }
 # Suites that compare two Hearth settings through steps of their own (bench/compute.py).
-FLOWS = {"isolation": C.isolation, "compute": C.compute}
+FLOWS: dict[str, Callable[..., str]] = {
+    "isolation": C.isolation,
+    "compute": C.compute,
+    "overhead": O.overhead,  # against an earlier commit (--baseline)
+}
 
 
 def hearth_stats(peer: P.Peer) -> str:
@@ -313,6 +321,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    ap.add_argument("--baseline", default="HEAD~1", help="the commit `overhead` compares with")
     args = ap.parse_args()
 
     model = ensure_packaged(STARTER, default_models_dir())
@@ -321,7 +330,10 @@ def main() -> None:
     (logs / "none.toml").touch()
     today = datetime.date.today().isoformat()
     if args.suite in FLOWS:
-        result = FLOWS[args.suite](model, args.threads, args.rounds, logs, eog_bias(tok))
+        flow = FLOWS[args.suite]
+        if args.suite == "overhead":
+            flow = functools.partial(flow, baseline=args.baseline)
+        result = flow(model, args.threads, args.rounds, logs, eog_bias(tok))
         body = (
             f"## Suite `{args.suite}` — {today}\n\n"
             f"Machine: {machine()}. Model: {model.name}. Threads: {args.threads}. Streamed "

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ValidationError
 from hearth.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from hearth.api.completions.protocol import Completion, CompletionRequest
 from hearth.api.embeddings.protocol import CreateEmbeddingResponse, EmbeddingRequest
-from hearth.api.generation import KeepAlive
 from hearth.api.lifecycle import service as lifecycle
 from hearth.api.lifecycle.protocol import (
     DeleteRequest,
@@ -33,6 +32,7 @@ from hearth.api.pull import service as pulling
 from hearth.api.pull.protocol import PullRequest, PullStatus
 from hearth.errors import InvalidRequestError
 from hearth.models.manager import EngineFactory
+from hearth.pipeline.events import KeepAlive
 from hearth.runtime import Runtime, build_runtime
 from hearth.settings import Settings, load_settings
 

@@ -19,6 +19,7 @@ from hearth.models.manager import EngineFactory, ModelManager, Policy
 from hearth.models.memory import estimate_bytes
 from hearth.models.registry import ModelEntry, Registry
 from hearth.models.validate import found_at, validate_model
+from hearth.pipeline.run import Pipeline
 from hearth.settings import Settings
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ class Runtime:
     settings: Settings
     registry: Registry
     models: ModelManager
+    pipeline: Pipeline
     chat: ChatCompletionsService
     completions: CompletionsService
     embeddings: EmbeddingsService
@@ -180,12 +182,14 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
     )
     for model_id in preload:
         models.keep_forever(model_id)
+    pipeline = Pipeline(models, reasoning_format=settings.reasoning_format)
     return Runtime(
         settings=settings,
         registry=registry,
         models=models,
-        chat=ChatCompletionsService(models, reasoning_format=settings.reasoning_format),
-        completions=CompletionsService(models),
+        pipeline=pipeline,
+        chat=ChatCompletionsService(pipeline),
+        completions=CompletionsService(pipeline),
         embeddings=EmbeddingsService(models),
         preload=preload,
         closers=closers,

@@ -103,7 +103,8 @@ class FakeEngine(Engine):
                     if tail:
                         yield TextDelta(index, tail)
                 total += produced
-                yield ChoiceFinished(index, reason, produced)  # type: ignore[arg-type]
+                matched = stops.matched if reason == "stop" else None
+                yield ChoiceFinished(index, reason, produced, matched)  # type: ignore[arg-type]
             yield GenerationFinished(Usage(len(request.prompt), total, 0))
         finally:
             self.active -= 1

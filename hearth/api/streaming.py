@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from hearth.api.generation import KeepAlive
 from hearth.errors import HearthError, RequestCancelled
+from hearth.pipeline.events import KeepAlive
 
 T = TypeVar("T")
 log = logging.getLogger("hearth.api")
+
 
 DONE = b"data: [DONE]\n\n"
 KEEP_ALIVE_COMMENT = b": keep-alive\n\n"

@@ -86,5 +86,5 @@ class MessageParts:
                 self.reasoning.append(piece.text)
             elif isinstance(piece, ToolCallStart):
                 self.tool_calls.append(ToolCallParts(piece.id, piece.name))
-            else:
+            elif isinstance(piece, ToolCallArgs):
                 self.tool_calls[piece.index].arguments.append(piece.text)

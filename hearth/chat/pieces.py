@@ -32,7 +32,14 @@ class ToolCallArgs:
     text: str
 
 
-Piece = Content | Reasoning | ToolCallStart | ToolCallArgs
+@dataclass(slots=True)
+class ToolCallEnd:
+    """A tool call's arguments are complete."""
+
+    index: int
+
+
+Piece = Content | Reasoning | ToolCallStart | ToolCallArgs | ToolCallEnd
 
 
 def partial_suffix(text: str, marker: str) -> int:

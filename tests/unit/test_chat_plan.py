@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from hearth.api.chat.plan import build_plan
 from hearth.api.chat.protocol import ChatCompletionRequest
+from hearth.api.chat.translate import conversation
 from hearth.chat.output import MessageParts
 from hearth.chat.template import ChatTemplate
+from hearth.pipeline.plan import build_plan
+from hearth.pipeline.request import ConversationRequest
 from tests.unit.conftest import Accepts
 
 LOOP = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
@@ -69,9 +71,9 @@ TOOLS = [
 ]
 
 
-def request(**fields: Any) -> ChatCompletionRequest:
+def request(**fields: Any) -> ConversationRequest:
     body = {"model": "m", "messages": [{"role": "user", "content": "Weather?"}], **fields}
-    return ChatCompletionRequest.model_validate(body)
+    return conversation(ChatCompletionRequest.model_validate(body))
 
 
 def template(source: str | None) -> ChatTemplate:

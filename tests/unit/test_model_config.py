@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from hearth.api.generation import resolve_sampling, with_system_prompt
+from hearth.api.openai_wire import sampling
 from hearth.api.protocol import SamplingRequest
 from hearth.errors import ConfigError
+from hearth.pipeline.plan import with_system_prompt
+from hearth.pipeline.prepare import resolve_sampling
 from hearth.settings import load_settings
 
 
@@ -115,7 +117,7 @@ def test_lifecycle_settings_are_validated(tmp_path: Path) -> None:
 def test_sampling_precedence_request_config_gguf_server() -> None:
     request = SamplingRequest.model_validate({"top_p": 0.5})
     params = resolve_sampling(
-        request,
+        sampling(request),
         {"temperature": 0.6, "top_k": 10, "min_p": 0.1},  # the GGUF's recommendation
         100,
         configured={"temperature": 0.1, "top_p": 0.9},

@@ -15,44 +15,27 @@ from hearth.api.embeddings.protocol import (
     EmbeddingRequest,
     EmbeddingUsage,
 )
-from hearth.api.generation import check_token_ids
 from hearth.engine.base import Engine
 from hearth.errors import ContextLengthExceeded, InvalidRequestError
 from hearth.models.keepalive import keep_alive_seconds
 from hearth.models.manager import LoadedModel, ModelManager
+from hearth.pipeline.prepare import prompt_items, tokenized_items
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
 
 
 def tokenized_inputs(raw: Any, engine: Engine) -> list[list[int]]:
     """The input field's four shapes as token lists, one per input, checked."""
-    if isinstance(raw, str):
-        items: list[Any] = [raw]
-    elif isinstance(raw, list) and raw and all(isinstance(t, int) for t in raw):
-        items = [raw]
-    else:
-        items = list(raw)
+    items = prompt_items(raw)
     if not items:
         raise InvalidRequestError("input must not be empty", param="input")
     if len(items) > MAX_INPUTS:
         raise InvalidRequestError(f"at most {MAX_INPUTS} inputs per request", param="input")
-    n_vocab = engine.info.n_vocab
-    out: list[list[int] | None] = []
-    texts: list[str] = []
     for i, item in enumerate(items):
-        if isinstance(item, str):
-            if not item:
-                raise InvalidRequestError(f"input {i} is an empty string", param="input")
-            texts.append(item)
-            out.append(None)
-            continue
         if not item:
-            raise InvalidRequestError(f"input {i} is an empty token array", param="input")
-        check_token_ids(item, n_vocab, "input", where=f"in input {i}")
-        out.append(list(item))
-    # All texts in one call: one round trip where the tokenizer lives in an engine process.
-    tokenized = iter(engine.tokenize_many(texts, add_special=True) if texts else [])
-    return [tokens if tokens is not None else next(tokenized) for tokens in out]
+            kind = "string" if isinstance(item, str) else "token array"
+            raise InvalidRequestError(f"input {i} is an empty {kind}", param="input")
+    return tokenized_items(items, engine, param="input", noun="input")
 
 
 def encode(vector: list[float], fmt: str | None) -> list[float] | str:

@@ -1,4 +1,4 @@
-"""From a chat request to what the engine and the output parser need: the prompt (messages and
+"""From a conversation to what the engine and the output parser need: the prompt (messages and
 tools through the model's template), the grammar that constrains sampling, and how to read the
 output (reasoning markers, tool-call format)."""
 
@@ -8,13 +8,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth.api.chat.protocol import (
-    ChatCompletionMessageParam,
-    ChatCompletionNamedToolChoiceParam,
-    ChatCompletionRequest,
-    ReasoningFormat,
-)
-from hearth.api.generation import output_grammar, response_format_rule, with_system_prompt
 from hearth.chat.output import OutputParser
 from hearth.chat.reasoning import (
     HARMONY,
@@ -40,7 +33,9 @@ from hearth.chat.tools import (
     with_tools_prompt,
 )
 from hearth.errors import InvalidRequestError
-from hearth.grammar.gbnf import RuleSet, literal, text_until
+from hearth.grammar.gbnf import RuleSet, gbnf_problem, literal, text_until
+from hearth.grammar.json_schema import schema_to_grammar
+from hearth.pipeline.request import ConversationRequest, OutputFormat, ReasoningFormat, Tool
 
 log = logging.getLogger("hearth.api")
 
@@ -76,56 +71,64 @@ class ChatPlan:
         )
 
 
-def template_messages(messages: list[ChatCompletionMessageParam]) -> list[dict[str, Any]]:
-    """Messages as chat templates expect them: content as one string."""
-    out = []
-    for i, msg in enumerate(messages):
-        item = msg.model_dump(exclude_none=True)
-        content = msg.content
-        if isinstance(content, list):
-            texts = []
-            for j, part in enumerate(content):
-                if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                    raise InvalidRequestError(
-                        f"content part type {part.get('type')!r} is not supported; "
-                        "this server reads text parts only",
-                        param=f"messages.{i}.content.{j}",
-                    )
-                texts.append(part["text"])
-            item["content"] = "".join(texts)
-        elif content is None:
-            item["content"] = ""
-        if msg.role == "tool" and not msg.tool_call_id:
-            raise InvalidRequestError(
-                "a message with role 'tool' needs the 'tool_call_id' it answers",
-                param=f"messages.{i}.tool_call_id",
-            )
-        out.append(item)
-    return out
+def with_system_prompt(
+    messages: list[dict[str, Any]], system_prompt: str | None
+) -> list[dict[str, Any]]:
+    """The model's default system prompt goes first when the request brings none."""
+    if system_prompt is None or any(m.get("role") in ("system", "developer") for m in messages):
+        return messages
+    return [{"role": "system", "content": system_prompt}, *messages]
 
 
-def _tool_choice(request: ChatCompletionRequest) -> tuple[str, str | None]:
+def checked_grammar(grammar: str) -> str:
+    """A user's GBNF grammar, refused with a 400 that explains a first problem found."""
+    problem = gbnf_problem(grammar)
+    if problem:
+        raise InvalidRequestError(f"the grammar was refused: {problem}", param="grammar")
+    return grammar
+
+
+def format_rule(rules: RuleSet, fmt: OutputFormat | None) -> str | None:
+    """The rule the reply must match for this output format (None: free text)."""
+    if fmt is None:
+        return None
+    if fmt.kind == "json_object" or fmt.schema is None:
+        return rules.json("json-object" if fmt.kind == "json_object" else "json-value")
+    return schema_to_grammar(rules, fmt.schema, param=fmt.schema_param)
+
+
+def output_grammar(fmt: OutputFormat | None, grammar: str | None) -> str | None:
+    """The grammar text for a request's output format or grammar field (not both)."""
+    if grammar is not None:
+        if fmt is not None:
+            raise InvalidRequestError(f"give {fmt.param} or grammar, not both", param=fmt.param)
+        return checked_grammar(grammar)
+    rules = RuleSet()
+    root = format_rule(rules, fmt)
+    return rules.render(root) if root else None
+
+
+def _tool_choice(request: ConversationRequest) -> tuple[str, str | None]:
     """("none" | "auto" | "required", the named function or None)."""
-    choice = request.tool_choice
-    names = [t.function.name for t in request.tools or []]
+    names = [t.name for t in request.tools]
     if len(set(names)) != len(names):
         raise InvalidRequestError("tool function names must be unique", param="tools")
-    if isinstance(choice, ChatCompletionNamedToolChoiceParam):
-        if choice.function.name not in names:
+    if request.tool_name is not None:
+        if request.tool_name not in names:
             raise InvalidRequestError(
-                f"tool_choice names function {choice.function.name!r}, which is not in tools",
+                f"tool_choice names function {request.tool_name!r}, which is not in tools",
                 param="tool_choice",
             )
-        return "required", choice.function.name
-    if choice == "required" and not names:
+        return "required", request.tool_name
+    if request.tool_choice == "required" and not names:
         raise InvalidRequestError("tool_choice 'required' needs tools", param="tool_choice")
     if not names:
         return "none", None
-    return choice or "auto", None
+    return request.tool_choice or "auto", None
 
 
 def build_plan(
-    request: ChatCompletionRequest,
+    request: ConversationRequest,
     template: ChatTemplate,
     default_reasoning: ReasoningFormat,
     *,
@@ -133,9 +136,9 @@ def build_plan(
 ) -> ChatPlan:
     """Render the prompt and decide grammar and output parsing for this request and model."""
     mode, named = _tool_choice(request)
-    tools = [t.model_dump(exclude_none=True) for t in request.tools or []]
+    tools = [t.for_template() for t in request.tools]
     fmt = detect_tool_format(template.source, is_fallback=template.is_fallback)
-    messages = with_system_prompt(template_messages(request.messages), system_prompt)
+    messages = with_system_prompt([m.for_template() for m in request.messages], system_prompt)
     if fmt.native:
         for msg in messages:
             if msg.get("tool_calls"):
@@ -144,7 +147,7 @@ def build_plan(
         messages = inline_tool_messages(messages)
         if mode != "none":
             messages = with_tools_prompt(messages, tools_prompt(tools, mode == "required"))
-    kwargs = dict(request.chat_template_kwargs or {})
+    kwargs = dict(request.template_kwargs)
     clash = RESERVED_TEMPLATE_VARS & set(kwargs)
     if clash:
         raise InvalidRequestError(
@@ -169,16 +172,15 @@ def build_plan(
         plan.parallel = request.parallel_tool_calls is not False
         plan.markers += fmt.markers
     thinking = opened or mentions_reasoning(template.source, markers)
-    plan.grammar = _grammar(request, fmt, mode, named, tools, markers if thinking else None, opened)
+    plan.grammar = _grammar(request, fmt, mode, named, markers if thinking else None, opened)
     return plan
 
 
 def _grammar(
-    request: ChatCompletionRequest,
+    request: ConversationRequest,
     fmt: ToolFormat,
     mode: str,
     named: str | None,
-    tools: list[dict[str, Any]],
     thinking: ReasoningMarkers | None,
     opened: bool,
 ) -> str | None:
@@ -188,15 +190,16 @@ def _grammar(
                 "grammar cannot be combined with tools unless tool_choice is 'none'",
                 param="grammar",
             )
-        return output_grammar(request.response_format, request.grammar)
+        return output_grammar(request.format, request.grammar)
     rules = RuleSet()
-    content = response_format_rule(rules, request.response_format)
+    content = format_rule(rules, request.format)
     root = content
+    tools = request.tools
     if mode == "required":
-        chosen = [t for t in tools if named is None or t["function"]["name"] == named]
-        root = _calls(rules, fmt, chosen, tools, request, strict=True)
+        chosen = [t for t in tools if named is None or t.name == named]
+        root = _calls(rules, fmt, chosen, request, strict=True)
     elif mode == "auto":
-        calls = _calls(rules, fmt, tools, tools, request, strict=False)
+        calls = _calls(rules, fmt, tools, request, strict=False)
         if calls is not None and content is not None:
             root = rules.add("reply", f"{content} | {calls}")
         elif calls is not None:
@@ -218,9 +221,8 @@ def _grammar(
 def _calls(
     rules: RuleSet,
     fmt: ToolFormat,
-    chosen: list[dict[str, Any]],
-    tools: list[dict[str, Any]],
-    request: ChatCompletionRequest,
+    chosen: list[Tool],
+    request: ConversationRequest,
     *,
     strict: bool,
 ) -> str | None:
@@ -228,19 +230,17 @@ def _calls(
     (auto) the grammar only helps, so such a schema leaves calls unconstrained."""
 
     def on_schema(i: int, schema: Any) -> str:
-        index = tools.index(chosen[i])
-        name = chosen[i]["function"]["name"]
-        return argument_rule(
-            rules, schema, param=f"tools.{index}.function.parameters", hint=f"{name}-args"
-        )
+        tool = chosen[i]
+        return argument_rule(rules, schema, param=tool.param, hint=f"{tool.name}-args")
 
     # A named function is called once; otherwise parallel_tool_calls decides (default: yes).
-    parallel = request.parallel_tool_calls is not False and len(chosen) == len(tools)
+    parallel = request.parallel_tool_calls is not False and len(chosen) == len(request.tools)
+    definitions = [t.for_template() for t in chosen]
     if strict:
-        return call_grammar(rules, fmt, chosen, parallel=parallel, on_schema=on_schema)
+        return call_grammar(rules, fmt, definitions, parallel=parallel, on_schema=on_schema)
     saved = dict(rules.rules)
     try:
-        return call_grammar(rules, fmt, chosen, parallel=parallel, on_schema=on_schema)
+        return call_grammar(rules, fmt, definitions, parallel=parallel, on_schema=on_schema)
     except InvalidRequestError as exc:
         rules.rules = saved  # drop the half-built rules
         log.debug("tool calls left unconstrained: %s", exc.message)
