@@ -26,7 +26,7 @@ from bench.compute import HEADER, Pair, med
 from bench.workloads import WORDS
 
 ROOT = Path(__file__).resolve().parent.parent
-WORD_LIST = WORDS.split()
+WORD_LIST = WORDS
 
 
 @dataclass

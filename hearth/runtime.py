@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hearth.api.anthropic.service import MessagesService
 from hearth.api.chat.service import ChatCompletionsService
 from hearth.api.completions.service import CompletionsService
 from hearth.api.embeddings.service import EmbeddingsService
@@ -121,6 +122,7 @@ class Runtime:
     pipeline: Pipeline
     chat: ChatCompletionsService
     completions: CompletionsService
+    messages: MessagesService
     embeddings: EmbeddingsService
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
@@ -190,6 +192,7 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         pipeline=pipeline,
         chat=ChatCompletionsService(pipeline),
         completions=CompletionsService(pipeline),
+        messages=MessagesService(pipeline),
         embeddings=EmbeddingsService(models),
         preload=preload,
         closers=closers,

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from hearth import __version__
+from hearth.api.anthropic.router import router as anthropic_router
 from hearth.api.chat.router import router as chat_router
 from hearth.api.completions.router import router as completions_router
 from hearth.api.embeddings.router import router as embeddings_router
@@ -57,7 +58,14 @@ def create_app(
     app = FastAPI(title="Hearth", version=__version__, lifespan=lifespan)
     app.state.runtime = rt
     install_error_handlers(app)
-    routers = (chat_router, completions_router, embeddings_router, models_router, system_router)
+    routers = (
+        chat_router,
+        completions_router,
+        embeddings_router,
+        anthropic_router,
+        models_router,
+        system_router,
+    )
     for router in routers:
         app.include_router(router)
     app.include_router(lifecycle_router)

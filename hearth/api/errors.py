@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from hearth.api.middleware import BodyRejected
-from hearth.api.streaming import error_body
+from hearth.api.shapes import error_body
 from hearth.errors import (
     HearthError,
     InvalidRequestError,
@@ -23,8 +23,10 @@ from hearth.errors import (
 log = logging.getLogger("hearth.api")
 
 
-def error_response(exc: HearthError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+def error_response(
+    exc: HearthError, headers: dict[str, str] | None = None, path: str = ""
+) -> JSONResponse:
+    return JSONResponse(error_body(exc, path), status_code=exc.status_code, headers=headers)
 
 
 # Pydantic names the member of a union a value failed in ('str', 'list[int]'); not a field.
@@ -65,17 +67,17 @@ def validation_error(exc: RequestValidationError) -> InvalidRequestError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_hearth_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_hearth_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HearthError)
         retry_after = getattr(exc, "retry_after", 5)
         headers = {"retry-after": str(retry_after)} if exc.status_code == 503 else None
-        return error_response(exc, headers)
+        return error_response(exc, headers, request.url.path)
 
-    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(validation_error(exc))
+        return error_response(validation_error(exc), path=request.url.path)
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         err: HearthError
         if isinstance(exc, BodyRejected):
@@ -98,11 +100,11 @@ def install_error_handlers(app: FastAPI) -> None:
             err.status_code = exc.status_code
         else:
             err = HearthError(str(exc.detail))
-        return error_response(err, dict(exc.headers) if exc.headers else None)
+        return error_response(err, dict(exc.headers) if exc.headers else None, request.url.path)
 
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(HearthError("internal server error"))
+        return error_response(HearthError("internal server error"), path=request.url.path)
 
     app.add_exception_handler(HearthError, on_hearth_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -11,12 +11,14 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth.api.jsonscan import MAX_JSON_DEPTH, JsonBodyScan
-from hearth.api.streaming import error_body
+from hearth.api.shapes import error_body
 from hearth.errors import AuthenticationError, HearthError, InvalidRequestError, RequestTooLarge
 
 
-async def _send_error(send: Send, exc: HearthError, extra: list[tuple[bytes, bytes]]) -> None:
-    body = json.dumps(error_body(exc)).encode()
+async def _send_error(
+    scope: Scope, send: Send, exc: HearthError, extra: list[tuple[bytes, bytes]]
+) -> None:
+    body = json.dumps(error_body(exc, scope["path"])).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send(
         {"type": "http.response.start", "status": exc.status_code, "headers": headers + extra}
@@ -75,7 +77,7 @@ class BodySizeLimitMiddleware:
         error = RequestTooLarge(f"the request body is larger than {self.max_bytes} bytes")
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_error(send, error, [(b"connection", b"close")])
+                await _send_error(scope, send, error, [(b"connection", b"close")])
                 return
         seen = 0
 
@@ -130,13 +132,15 @@ class JsonBodyCheckMiddleware:
 
 
 class ApiKeyMiddleware:
-    """With an API key set, every route but /health needs `Authorization: Bearer <key>`."""
+    """With an API key set, every route but /health needs it: as `Authorization: Bearer
+    <key>`, or as `x-api-key: <key>` (Anthropic's clients send that)."""
 
     EXEMPT = frozenset({"/health"})
 
     def __init__(self, app: ASGIApp, api_key: str):
         self.app = app
-        self.expected = f"Bearer {api_key}".encode()
+        self.key = api_key.encode()
+        self.bearer = b"Bearer " + self.key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -146,15 +150,20 @@ class ApiKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        given = b""
+        bearer = key = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
-                given = value
-                break
-        if not hmac.compare_digest(given, self.expected):
+                bearer = value
+            elif name == b"x-api-key":
+                key = value
+        # Both compared, always: the time taken says nothing of which one was close.
+        ok_bearer = hmac.compare_digest(bearer, self.bearer)
+        ok_key = hmac.compare_digest(key, self.key)
+        if not (ok_bearer or ok_key):
             err = AuthenticationError(
-                "missing or invalid API key: send it as 'Authorization: Bearer <key>'"
+                "missing or invalid API key: send it as 'Authorization: Bearer <key>' "
+                "or 'x-api-key: <key>'"
             )
-            await _send_error(send, err, [(b"www-authenticate", b"Bearer")])
+            await _send_error(scope, send, err, [(b"www-authenticate", b"Bearer")])
             return
         await self.app(scope, receive, send)

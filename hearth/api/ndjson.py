@@ -9,7 +9,8 @@ import json
 
 from pydantic import BaseModel
 
-from hearth.api.streaming import EventStreamResponse, error_body
+from hearth.api.shapes import openai_error_body
+from hearth.api.streaming import EventStreamResponse
 from hearth.errors import HearthError
 
 
@@ -24,4 +25,4 @@ class NdjsonResponse(EventStreamResponse):
         return item.model_dump_json(exclude_none=True).encode() + b"\n"
 
     def frame_error(self, exc: HearthError) -> bytes:
-        return json.dumps(error_body(exc)).encode() + b"\n"
+        return json.dumps(openai_error_body(exc)).encode() + b"\n"

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from hearth.api.shapes import openai_error_body
 from hearth.errors import HearthError, RequestCancelled
 from hearth.pipeline.events import KeepAlive
 
@@ -26,12 +27,6 @@ log = logging.getLogger("hearth.api")
 
 DONE = b"data: [DONE]\n\n"
 KEEP_ALIVE_COMMENT = b": keep-alive\n\n"
-
-
-def error_body(exc: HearthError) -> dict[str, Any]:
-    return {
-        "error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
-    }
 
 
 class EventStreamResponse(Response):
@@ -57,7 +52,7 @@ class EventStreamResponse(Response):
         return b"data: " + item.model_dump_json().encode() + b"\n\n"
 
     def frame_error(self, exc: HearthError) -> bytes:
-        return b"data: " + json.dumps(error_body(exc)).encode() + b"\n\n"
+        return b"data: " + json.dumps(openai_error_body(exc)).encode() + b"\n\n"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})

@@ -159,6 +159,17 @@ def special_tokens(engine: Engine, markers: list[str]) -> frozenset[int]:
     return frozenset(out)
 
 
+def rendered(
+    request: ConversationRequest, model: LoadedModel, default_reasoning: ReasoningFormat
+) -> tuple[ChatPlan, list[int]]:
+    """The conversation's plan and its prompt's tokens (what a token count counts)."""
+    plan = build_plan(request, model.template, default_reasoning, system_prompt=model.system_prompt)
+    # Templates that write the BOS token themselves must not get a second one.
+    info = model.engine.info
+    add_special = not (info.bos_token and plan.prompt.startswith(info.bos_token))
+    return plan, model.engine.tokenize(plan.prompt, add_special=add_special)
+
+
 def prepare(
     request: ConversationRequest, model: LoadedModel, default_reasoning: ReasoningFormat
 ) -> Prepared:
@@ -177,12 +188,8 @@ def prepare(
         grammar = output_grammar(request.format, request.grammar)
         keep_special: frozenset[int] = frozenset()
     else:
-        plan = build_plan(
-            request, model.template, default_reasoning, system_prompt=model.system_prompt
-        )
-        # Templates that write the BOS token themselves must not get a second one.
-        add_special = not (info.bos_token and plan.prompt.startswith(info.bos_token))
-        prompts = [engine.tokenize(plan.prompt, add_special=add_special)]
+        plan, tokens = rendered(request, model, default_reasoning)
+        prompts = [tokens]
         texts = [plan.prompt]
         grammar = plan.grammar
         keep_special = special_tokens(engine, plan.markers)

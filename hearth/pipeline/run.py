@@ -28,7 +28,7 @@ from hearth.pipeline.events import (
     Timings,
     collect,
 )
-from hearth.pipeline.prepare import Prepared, prepare
+from hearth.pipeline.prepare import Prepared, prepare, rendered
 from hearth.pipeline.request import ConversationRequest, ReasoningFormat
 
 T = TypeVar("T")
@@ -83,6 +83,13 @@ class Pipeline:
             prepared = await self._prepare(request, lease.model, start)
             n = prepared.n * len(prepared.generations)
             return prepared, await collect(self.events(prepared), n)
+
+    async def count_tokens(self, request: ConversationRequest) -> int:
+        """The prompt's length in tokens, as a generation would see it (no generation)."""
+        async with self.models.use(request.model, request.keep_alive) as lease:
+            model = lease.model
+            _, tokens = await asyncio.to_thread(rendered, request, model, self.reasoning_format)
+            return len(tokens)
 
     async def _prepare(
         self, request: ConversationRequest, model: LoadedModel, start: int
