@@ -97,7 +97,8 @@ def overhead(
     ).stdout.strip()
     tree = logs / f"baseline-{rev}"
     subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, check=True)
-    before = P.hearth(model, threads, 16, 2048, logs, name=f"hearth {rev}")
+    # Distinct names even when both are one commit (an A/A run measures the bench itself).
+    before = P.hearth(model, threads, 16, 2048, logs, name=f"hearth baseline {rev}")
     before.cwd = tree
     now = P.hearth(model, threads, 16, 2048, logs, name=f"hearth {head}")
     now.cwd = ROOT
