@@ -25,7 +25,7 @@ from bench.workloads import WORDS
 SECOND = "second"  # a copy of the starter under another id: the second model
 
 
-def _jobs(n: int, max_tokens: int, rnd: int) -> list[tuple[list[dict[str, str]], int]]:
+def story_jobs(n: int, max_tokens: int, rnd: int) -> list[tuple[list[dict[str, str]], int]]:
     topics = [WORDS[(rnd * 8 + i) % len(WORDS)] for i in range(n)]
     return [
         ([{"role": "user", "content": f"Write a long story about a {t}."}], max_tokens)
@@ -34,7 +34,7 @@ def _jobs(n: int, max_tokens: int, rnd: int) -> list[tuple[list[dict[str, str]],
 
 
 def streams(url: str, model: str, n: int, rnd: int, extra: dict[str, Any]) -> list[RequestResult]:
-    return asyncio.run(gather_streams(url, model, _jobs(n, 128, rnd), extra))
+    return asyncio.run(gather_streams(url, model, story_jobs(n, 128, rnd), extra))
 
 
 def med(values: list[float]) -> float:
@@ -222,8 +222,8 @@ def both_busy(server: P.Peer, rounds: int, extra: dict[str, Any]) -> str:
 
     async def two(rnd: int) -> float:
         a, b = await asyncio.gather(
-            gather_streams(server.url, server.model, _jobs(4, 128, rnd), extra),
-            gather_streams(server.url, SECOND, _jobs(4, 128, rnd), extra),
+            gather_streams(server.url, server.model, story_jobs(4, 128, rnd), extra),
+            gather_streams(server.url, SECOND, story_jobs(4, 128, rnd), extra),
         )
         return summarise([*a, *b]).tok_s
 
@@ -247,7 +247,7 @@ def embeddings_while_streaming(
 
     async def with_embeddings(rnd: int) -> list[RequestResult]:
         chats = asyncio.create_task(
-            gather_streams(server.url, server.model, _jobs(4, 128, rnd), extra)
+            gather_streams(server.url, server.model, story_jobs(4, 128, rnd), extra)
         )
         await asyncio.sleep(0.3)  # the streams are generating
         embed_s.append(await asyncio.to_thread(embed, server.url, server.model, texts))

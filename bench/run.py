@@ -5,6 +5,7 @@
     python -m bench.run --suite isolation # engines in child processes vs in the server
     python -m bench.run --suite compute   # fresh vs after embeddings / a second model
     python -m bench.run --suite overhead  # per-request cost against an earlier commit
+    python -m bench.run --suite dialects  # Anthropic's /v1/messages against chat completions
 
 Writes a Markdown report (default docs/benchmarks.md, section per suite)."""
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import compute as C
+from bench import dialects as D
 from bench import overhead as O
 from bench import peers as P
 from bench.client import RequestResult, Summary, summarise
@@ -290,6 +292,7 @@ FLOWS: dict[str, Callable[..., str]] = {
     "isolation": C.isolation,
     "compute": C.compute,
     "overhead": O.overhead,  # against an earlier commit (--baseline)
+    "dialects": D.dialects,  # /v1/messages against /v1/chat/completions
 }
 
 

@@ -25,14 +25,14 @@ from hearth.settings import Settings
 
 if TYPE_CHECKING:
     from hearth.engine.base import Engine
+    from hearth.engine.llamacpp.common import EngineOptions
     from hearth.engine.llamacpp.compute import ComputeThread
-    from hearth.engine.llamacpp.engine import EngineOptions
     from hearth.engine.llamacpp.process import ChildPool
 
 
 def engine_options(settings: Settings, entry: ModelEntry) -> EngineOptions:
     """How to load one model: its `[[models]]` settings over the server-wide ones."""
-    from hearth.engine.llamacpp.engine import EngineOptions
+    from hearth.engine.llamacpp.common import EngineOptions
 
     cfg = entry.config
     gpu_layers = cfg.gpu_layers if cfg and cfg.gpu_layers is not None else None
@@ -68,10 +68,6 @@ class LlamaCppFactory:
         self._compute: ComputeThread | None = None
 
     def __call__(self, entry: ModelEntry) -> Engine:
-        from hearth.engine.llamacpp.compute import ComputeThread
-        from hearth.engine.llamacpp.engine import LlamaCppEngine
-        from hearth.engine.llamacpp.process import ChildPool, ProcessEngine
-
         options = engine_options(self.settings, entry)
         if options.draft_model is not None:  # llama.cpp opens it too: validate it first
             try:
@@ -81,9 +77,15 @@ class LlamaCppFactory:
                     f"draft model {options.draft_model.name}: {exc.message}", param="draft_model"
                 ) from None
         if self.settings.engine_isolation == "process":
+            # Only this mode's modules: the server itself never imports llama_cpp here.
+            from hearth.engine.llamacpp.process import ChildPool, ProcessEngine
+
             if self._pool is None:
                 self._pool = ChildPool()
             return ProcessEngine(entry.id, entry.path, options, self._pool)
+        from hearth.engine.llamacpp.compute import ComputeThread
+        from hearth.engine.llamacpp.engine import LlamaCppEngine
+
         if self._compute is None:
             self._compute = ComputeThread()
         return LlamaCppEngine(entry.id, entry.path, options, self._compute)

@@ -151,12 +151,10 @@ def tokenized_items(
 
 def special_tokens(engine: Engine, markers: list[str]) -> frozenset[int]:
     """The markers that are single (control) tokens of this model, to be written as text."""
-    out = set()
-    for marker in markers:
-        tokens = engine.tokenize(marker, add_special=False)
-        if len(tokens) == 1:
-            out.add(tokens[0])
-    return frozenset(out)
+    if not markers:
+        return frozenset()
+    tokenized = engine.tokenize_many(markers, add_special=False)  # one call, not one each
+    return frozenset(tokens[0] for tokens in tokenized if len(tokens) == 1)
 
 
 def rendered(

@@ -110,7 +110,7 @@ class Pipeline:
         started = time.monotonic_ns()
         first: int | None = None
         try:
-            async for p, event in _merged(prepared):
+            async for p, event in _prompt_events(prepared):
                 if isinstance(event, engine.TextDelta):
                     if first is None:
                         first = time.monotonic_ns()
@@ -155,7 +155,7 @@ class Pipeline:
         yield Done(usage, Timings(prepared.load_ns, first - started, end - first))
 
 
-async def _merged(prepared: Prepared) -> AsyncIterator[tuple[int, engine.Event]]:
+async def _prompt_events(prepared: Prepared) -> AsyncIterator[tuple[int, engine.Event]]:
     """Every prompt's generation events, merged as they come: (prompt index, event)."""
     model = prepared.model.engine
     if len(prepared.generations) == 1:

@@ -5,8 +5,11 @@ round trip, streamed input_json_delta pieces, count_tokens, and the client's err
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import anthropic
+import httpx
 import jsonschema
 import pytest
 
@@ -161,3 +164,131 @@ def test_structured_output_follows_the_schema(server: RunningServer) -> None:
         extra_body=GREEDY,
     )
     jsonschema.validate(json.loads(msg.content[0].text), schema)  # type: ignore[union-attr]
+
+
+def test_any_tool_and_system_blocks(server: RunningServer) -> None:
+    msg = client(server).messages.create(
+        model=STARTER_ID,
+        max_tokens=64,
+        system=[{"type": "text", "text": "You call tools."}],
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+        messages=ASK,  # type: ignore[arg-type]
+        extra_body=GREEDY,
+    )
+    uses = [b for b in msg.content if b.type == "tool_use"]
+    assert msg.stop_reason == "tool_use" and len(uses) == 1
+    jsonschema.validate(uses[0].input, WEATHER["input_schema"])
+
+
+def test_the_api_key_goes_as_x_api_key(server_factory: Callable[..., RunningServer]) -> None:
+    keyed = server_factory("--api-key", "sekrit")
+    good = anthropic.Anthropic(base_url=keyed.url, api_key="sekrit", max_retries=0)
+    assert good.messages.create(model=STARTER_ID, max_tokens=2, messages=ASK).content  # type: ignore[arg-type]
+    bad = anthropic.Anthropic(base_url=keyed.url, api_key="wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as refused:
+        bad.messages.create(model=STARTER_ID, max_tokens=2, messages=ASK)  # type: ignore[arg-type]
+    assert refused.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+
+
+def _message(**extra: Any) -> dict[str, Any]:
+    return {"model": STARTER_ID, "max_tokens": 2, "messages": ASK, **extra}
+
+
+def _blocks(role: str, *blocks: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"role": role, "content": list(blocks)}]
+
+
+# (id, route, JSON body or raw bytes, status, Anthropic error type)
+BAD: list[tuple[str, str, Any, int, str]] = [
+    ("no max_tokens", "/v1/messages", {"model": STARTER_ID, "messages": ASK}, 400, "invalid"),
+    ("max_tokens 0", "/v1/messages", _message(max_tokens=0), 400, "invalid"),
+    ("max_tokens past context", "/v1/messages", _message(max_tokens=10**6), 400, "invalid"),
+    ("top_k past int32", "/v1/messages", _message(top_k=2**31), 400, "invalid"),
+    ("no messages", "/v1/messages", _message(messages=[]), 400, "invalid"),
+    (
+        "system role",
+        "/v1/messages",
+        _message(messages=[{"role": "system", "content": "x"}]),
+        400,
+        "invalid",
+    ),
+    ("17 stop sequences", "/v1/messages", _message(stop_sequences=["x"] * 17), 400, "invalid"),
+    (
+        "unknown block",
+        "/v1/messages",
+        _message(messages=_blocks("user", {"type": "nope"})),
+        400,
+        "invalid",
+    ),
+    (
+        "tool_use from the user",
+        "/v1/messages",
+        _message(
+            messages=_blocks("user", {"type": "tool_use", "id": "a", "name": "f", "input": {}})
+        ),
+        400,
+        "invalid",
+    ),
+    (
+        "tool_result from the assistant",
+        "/v1/messages",
+        _message(messages=_blocks("assistant", {"type": "tool_result", "tool_use_id": "a"})),
+        400,
+        "invalid",
+    ),
+    (
+        "tool without a name",
+        "/v1/messages",
+        _message(tool_choice={"type": "tool"}, tools=[WEATHER]),
+        400,
+        "invalid",
+    ),
+    (
+        "unsupported schema keyword",
+        "/v1/messages",
+        _message(
+            tools=[{**WEATHER, "input_schema": {"type": "object", "not": {}}}],
+            tool_choice={"type": "any"},
+        ),
+        400,
+        "invalid",
+    ),
+    (
+        "output schema keyword",
+        "/v1/messages",
+        _message(output_config={"format": {"type": "json_schema", "schema": {"not": {}}}}),
+        400,
+        "invalid",
+    ),
+    ("unknown model", "/v1/messages", _message(model="nope"), 404, "not_found_error"),
+    ("count without messages", "/v1/messages/count_tokens", {"model": STARTER_ID}, 400, "invalid"),
+    ("not UTF-8", "/v1/messages", b'{"model": "\xff"}', 400, "invalid"),
+    ("nested too deep", "/v1/messages", b"[" * 10000 + b"]" * 10000, 400, "invalid"),
+    (
+        "NaN temperature",
+        "/v1/messages",
+        json.dumps(_message()).encode()[:-1] + b', "temperature": NaN}',
+        400,
+        "invalid",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "route", "payload", "status", "kind"), BAD, ids=[c[0] for c in BAD]
+)
+def test_bad_input_gets_anthropics_error_and_the_server_lives_on(
+    server: RunningServer, name: str, route: str, payload: Any, status: int, kind: str
+) -> None:
+    url = f"{server.url}{route}"
+    if isinstance(payload, bytes):
+        r = httpx.post(url, content=payload, headers={"content-type": "application/json"})
+    else:
+        r = httpx.post(url, json=payload, timeout=60)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
+    assert body["error"]["type"] == ("invalid_request_error" if kind == "invalid" else kind)
+    alive = client(server).messages.create(model=STARTER_ID, max_tokens=2, messages=ASK)  # type: ignore[arg-type]
+    assert alive.content, f"after {name}"

@@ -180,6 +180,9 @@ def test_weights_live_in_the_child_and_unload_ends_it(tmp_path: Path, starter_mo
         assert chat(server, "starter").status_code == 200
         pid = engine_pid(server, "starter")
         assert rss_bytes(pid) > 60 * 2**20  # the weights (98 MB file) are here...
+        # The server process never even loads llama.cpp's libraries.
+        maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+        assert "libllama" not in maps and "libggml" not in maps
         r = httpx.post(f"{server.url}/api/unload", json={"model": "starter"}, timeout=30)
         assert r.status_code == 200, r.text
         wait_for(lambda: not alive(pid))

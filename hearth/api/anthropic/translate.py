@@ -11,7 +11,15 @@ from typing import Any
 
 from hearth.api.anthropic import protocol as wire
 from hearth.api.openai_wire import new_id
-from hearth.chat.pieces import Content, Reasoning, ToolCallArgs, ToolCallEnd, ToolCallStart
+from hearth.chat.pieces import (
+    Content,
+    Piece,
+    Reasoning,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+)
+from hearth.engine.base import Usage
 from hearth.errors import InvalidRequestError
 from hearth.pipeline import events as ev
 from hearth.pipeline.prepare import Prepared, normalize_stop
@@ -159,7 +167,7 @@ def _arguments(text: str) -> Any:
         return {}
 
 
-def _usage(prepared: Prepared, usage: Any) -> wire.Usage:
+def _usage(usage: Usage) -> wire.Usage:
     return wire.Usage(
         input_tokens=usage.prompt_tokens,
         output_tokens=usage.completion_tokens,
@@ -185,7 +193,7 @@ def message(prepared: Prepared, result: ev.Result) -> wire.Message:
         model=prepared.model.entry.id,
         stop_reason=stop_reason(finish),
         stop_sequence=finish.stop_sequence if finish is not None else None,
-        usage=_usage(prepared, result.usage),
+        usage=_usage(result.usage),
     )
 
 
@@ -215,7 +223,7 @@ class _Blocks:
     ) -> wire.StreamEvent:
         return wire.ContentBlockDeltaEvent(index=self.count - 1, delta=delta)
 
-    def feed(self, piece: Any) -> list[wire.StreamEvent]:
+    def feed(self, piece: Piece) -> list[wire.StreamEvent]:
         out: list[wire.StreamEvent] = []
         if isinstance(piece, Content):
             if self.open != "text":
@@ -263,7 +271,7 @@ async def stream_events(
             for item in blocks.close():
                 yield item
         elif isinstance(event, ev.Done):
-            usage = _usage(prepared, event.usage)
+            usage = _usage(event.usage)
             yield wire.MessageDeltaEvent(
                 delta=wire.MessageDelta(
                     stop_reason=stop_reason(finish),

@@ -13,6 +13,7 @@ from hearth.api.completions.protocol import (
     Logprobs,
 )
 from hearth.api.openai_wire import base_request, new_id, now, output_format, wire_usage
+from hearth.chat.pieces import Content
 from hearth.engine.base import TokenLogprob
 from hearth.errors import InvalidRequestError
 from hearth.pipeline import events as ev
@@ -97,7 +98,8 @@ async def chunks(
     async for event in events:
         if isinstance(event, ev.Output):
             i = event.index
-            text = "".join(getattr(p, "text", "") for p in event.pieces)
+            # Raw prompts have no output parser beyond plain content.
+            text = "".join(p.text for p in event.pieces if isinstance(p, Content))
             lp = (
                 _legacy_logprobs(event.logprobs, offsets[i]) if event.logprobs is not None else None
             )

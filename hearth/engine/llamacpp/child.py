@@ -21,7 +21,6 @@ from hearth.engine.llamacpp import ipc
 from hearth.engine.llamacpp.compute import ComputeThread
 from hearth.engine.llamacpp.embed import EmbedTask
 from hearth.engine.llamacpp.engine import LlamaCppCore
-from hearth.engine.llamacpp.sampler import grammar_parses
 from hearth.engine.llamacpp.slots import Job
 from hearth.errors import EngineError, HearthError
 
@@ -71,7 +70,7 @@ class Child:
             log.exception("loading %s failed", msg.model_id)
             self.send(ipc.LoadFailed(EngineError(f"loading failed: {exc}")))
             return False
-        self.send(ipc.Ready(self.core.info, os.getpid()))
+        self.send(ipc.Ready(self.core.info))
         return True
 
     def serve(self) -> None:
@@ -86,7 +85,7 @@ class Child:
             elif isinstance(msg, ipc.Cancel):
                 found = self.jobs.get(msg.key)
                 if found is not None:
-                    found.cancelled = True  # read by the worker at its next step
+                    found.cancel()
             elif isinstance(msg, ipc.Share):
                 core.worker.share_wanted = msg.share  # read by the worker before its next step
             elif isinstance(msg, ipc.Embed):
@@ -99,15 +98,13 @@ class Child:
                 return
 
     def answer(self, core: LlamaCppCore, call: ipc.Call) -> Any:
-        model = core.model
         try:
             if call.name == "tokenize":
-                texts, add_special = call.args
-                return [model.tokenize(t, add_special=add_special) for t in texts]
+                return core.tokenize_many(*call.args)
             if call.name == "detokenize":
-                return model.detokenize(call.args[0])
+                return core.detokenize(call.args[0])
             if call.name == "grammar_parses":
-                return grammar_parses(model.vocab, call.args[0])
+                return core.grammar_parses(call.args[0])
             return core.status()
         except HearthError as exc:
             return exc

@@ -26,7 +26,6 @@ class ComputeThread:
         self._workers: list[Worker] = []  # touched only on the compute thread
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self.ident: int | None = None
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -59,7 +58,6 @@ class ComputeThread:
                 self._thread = thread
 
     def _run(self) -> None:
-        self.ident = threading.get_ident()
         while True:
             busy = any(w.has_work() for w in self._workers)
             block = not busy

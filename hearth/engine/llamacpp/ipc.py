@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from hearth.engine.base import GenerationRequest, ModelInfo
 
 if TYPE_CHECKING:
-    from hearth.engine.llamacpp.engine import EngineOptions
+    from hearth.engine.llamacpp.common import EngineOptions
 
 VERSION = 1
 
@@ -81,7 +81,6 @@ class Stop:
 @dataclass(frozen=True, slots=True)
 class Ready:
     info: ModelInfo
-    pid: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,16 +22,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from hearth.engine.base import EngineStatus, GenerationFinished, GenerationRequest
 from hearth.engine.llamacpp import ipc
-from hearth.engine.llamacpp.engine import UNLOADED, EngineOptions, LlamaCppEngineBase, settle
-from hearth.engine.llamacpp.worker import deliver_to_loops
+from hearth.engine.llamacpp.common import (
+    UNLOADED,
+    EngineOptions,
+    LlamaCppEngineBase,
+    deliver_to_loops,
+    settle,
+)
 from hearth.errors import EngineCrashed, EngineError, HearthError, ModelUnloaded
 
 log = logging.getLogger("hearth.engine")
@@ -40,36 +46,32 @@ child_log = logging.getLogger("hearth.engine.child")
 STOP_TIMEOUT = 10.0  # seconds a child gets to exit after Stop before it is killed
 CALL_TIMEOUT = 30.0  # seconds a call may take (tokenizing a long text included)
 SHORT_TEXT = 64  # texts up to this long have their tokens cached (markers, stop strings)
-_LEVELS = {
-    "DEBUG": logging.DEBUG,
-    "INFO": logging.INFO,
-    "WARNING": logging.WARNING,
-    "ERROR": logging.ERROR,
-    "CRITICAL": logging.CRITICAL,
-}
+SHORT_CACHE = 4096  # how many such texts
+_LEVELS = logging.getLevelNamesMapping()
+TAIL_LINES = 8  # the child's last lines of output, shown with a crash
 
 
 class RemoteJob:
     """One choice group running in the child, as generate() sees it."""
 
-    __slots__ = ("cancelled", "finished", "key", "loop", "queue")
+    __slots__ = ("engine", "finished", "key", "loop", "queue")
 
-    def __init__(self, key: int, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]):
+    def __init__(
+        self,
+        engine: ProcessEngine,
+        key: int,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[Any],
+    ):
+        self.engine = engine
         self.key = key
         self.loop = loop
         self.queue = queue
         self.finished = False
-        self.cancelled = False
 
-
-class _Waiting:
-    """A call waiting for its answer."""
-
-    __slots__ = ("done", "result")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.result: Any = None
+    def cancel(self) -> None:
+        """Stop it in the child (within one step)."""
+        self.engine._cancel(self)
 
 
 class Child:
@@ -117,9 +119,11 @@ class ComputeShare:
         self._lock = threading.Lock()
         self._busy: set[ProcessEngine] = set()
 
-    def update(self, engine: ProcessEngine, busy: bool) -> None:
+    def update(self, engine: ProcessEngine) -> None:
+        """Count `engine` busy or idle as it is now. Its own state decides, read under this
+        lock, so two updates racing from different threads cannot leave a stale count."""
         with self._lock:  # held while sending, so shares arrive in the order decided
-            if busy:
+            if engine.has_work():
                 self._busy.add(engine)
             else:
                 self._busy.discard(engine)
@@ -142,9 +146,10 @@ class ChildPool:
         """The spare child if it is still there, else a new one."""
         with self._lock:
             child, self._spare = self._spare, None
-        if child is None or child.proc.poll() is not None:
-            child = Child()
-        return child
+        if child is not None and child.proc.poll() is not None:
+            child.discard()  # it died while waiting: close its pipes
+            child = None
+        return child if child is not None else Child()
 
     def refill(self) -> None:
         """Start the next spare; called once a load is done, so its imports do not compete
@@ -181,6 +186,7 @@ class ProcessEngine(LlamaCppEngineBase):
         options: EngineOptions,
         pool: ChildPool | None = None,
     ):
+        super().__init__()
         self.parallel = options.parallel
         self.max_output_tokens = options.max_output_tokens
         self.crashed: str | None = None
@@ -188,13 +194,15 @@ class ProcessEngine(LlamaCppEngineBase):
         self._keys = itertools.count(1)
         self._jobs: dict[int, RemoteJob] = {}
         self._embeds: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
-        self._calls: dict[int, _Waiting] = {}
+        self._calls: dict[int, Future[Any]] = {}
         self._watchers: list[Callable[[str], None]] = []
         self._closing = False
-        self._short_tokens: dict[tuple[str, bool], list[int]] = {}
+        # Short texts' tokens (markers, stop strings, short prompts), least recent dropped.
+        self._short_tokens: OrderedDict[tuple[str, bool], list[int]] = OrderedDict()
+        self._short_lock = threading.Lock()  # prepares tokenize on several threads at once
         self._compute_share = pool.share if pool is not None else None
         self._share = 1  # the share last sent to the child
-        self.stderr_tail: deque[str] = deque(maxlen=40)
+        self.stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
         started = time.perf_counter()
         child = pool.take() if pool is not None else Child()
         self.proc = child.proc
@@ -248,17 +256,16 @@ class ProcessEngine(LlamaCppEngineBase):
     ) -> RemoteJob:
         with self._lock:
             self._raise_if_gone()
-            job = RemoteJob(next(self._keys), loop, channel)
+            job = RemoteJob(self, next(self._keys), loop, channel)
             self._jobs[job.key] = job
             self._send_locked(ipc.Generate(job.key, request, first_index))
             started = self._work_count() == 1
         if started:
-            self._busy(True)
+            self._busy()
         return job
 
     def _cancel(self, handle: Any) -> None:
         assert isinstance(handle, RemoteJob)
-        handle.cancelled = True
         with self._lock:
             if handle.key in self._jobs:
                 self._send_locked(ipc.Cancel(handle.key))
@@ -273,7 +280,7 @@ class ProcessEngine(LlamaCppEngineBase):
             self._send_locked(ipc.Embed(key, inputs))
             started = self._work_count() == 1
         if started:
-            self._busy(True)
+            self._busy()
         return await future
 
     def status(self) -> EngineStatus:
@@ -285,18 +292,24 @@ class ProcessEngine(LlamaCppEngineBase):
 
     def tokenize_many(self, texts: list[str], *, add_special: bool = True) -> list[list[int]]:
         cache = self._short_tokens
-        missing = [t for t in texts if len(t) > SHORT_TEXT or (t, add_special) not in cache]
-        found = iter(self._call("tokenize", missing, add_special) if missing else [])
-        out = []
-        for text in texts:
-            key = (text, add_special)
-            tokens = cache.get(key) if len(text) <= SHORT_TEXT else None
-            if tokens is None:
-                tokens = next(found)
-                if len(text) <= SHORT_TEXT and len(cache) < 4096:
-                    cache[key] = tokens
-            out.append(list(tokens))
-        return out
+        found: dict[int, list[int]] = {}
+        with self._short_lock:
+            for i, text in enumerate(texts):
+                tokens = cache.get((text, add_special)) if len(text) <= SHORT_TEXT else None
+                if tokens is not None:
+                    cache.move_to_end((text, add_special))
+                    found[i] = tokens
+        missing = [i for i in range(len(texts)) if i not in found]
+        if missing:
+            answers = self._call("tokenize", [texts[i] for i in missing], add_special)
+            with self._short_lock:
+                for i, tokens in zip(missing, answers, strict=True):
+                    found[i] = tokens
+                    if len(texts[i]) <= SHORT_TEXT:
+                        cache[(texts[i], add_special)] = tokens
+                        if len(cache) > SHORT_CACHE:
+                            cache.popitem(last=False)
+        return [list(found[i]) for i in range(len(texts))]
 
     def detokenize(self, tokens: list[int]) -> str:
         text: str = self._call("detokenize", tokens)
@@ -350,13 +363,12 @@ class ProcessEngine(LlamaCppEngineBase):
                 if found is not None:
                     found[0].call_soon_threadsafe(settle, found[1], msg.result)
                     if idle:
-                        self._busy(False)
+                        self._busy()
             elif isinstance(msg, ipc.Answer):
                 with self._lock:
                     waiting = self._calls.pop(msg.key, None)
                 if waiting is not None:
-                    waiting.result = msg.result
-                    waiting.done.set()
+                    waiting.set_result(msg.result)
         if not self._closing:
             self._died()
 
@@ -376,7 +388,7 @@ class ProcessEngine(LlamaCppEngineBase):
                     ended = ended or self._work_count() == 0
             out.append((job, event))
         if ended:
-            self._busy(False)
+            self._busy()
         deliver_to_loops(out)
 
     def _died(self) -> None:
@@ -400,7 +412,7 @@ class ProcessEngine(LlamaCppEngineBase):
             jobs, self._jobs = self._jobs, {}
             embeds, self._embeds = self._embeds, {}
             calls, self._calls = self._calls, {}
-        self._busy(False)
+        self._busy()
         for job in jobs.values():
             job.finished = True
             with contextlib.suppress(RuntimeError):
@@ -409,8 +421,7 @@ class ProcessEngine(LlamaCppEngineBase):
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, future, error)
         for waiting in calls.values():
-            waiting.result = error
-            waiting.done.set()
+            waiting.set_exception(error)
 
     def _read_stderr(self) -> None:
         """The child's log: kept (the last lines explain a crash) and passed on."""
@@ -446,28 +457,37 @@ class ProcessEngine(LlamaCppEngineBase):
                 self._share = share
                 self._send_locked(ipc.Share(share))
 
-    def _busy(self, busy: bool) -> None:
+    def _busy(self) -> None:
+        """Work started or ended here: the share of the cores may change."""
         if self._compute_share is not None:
-            self._compute_share.update(self, busy)
+            self._compute_share.update(self)
+
+    def has_work(self) -> bool:
+        with self._lock:
+            return self._work_count() > 0 and self.crashed is None and not self._closing
 
     def _work_count(self) -> int:
         return len(self._jobs) + len(self._embeds)
 
     def _call(self, name: ipc.CallName, *args: Any) -> Any:
         """Ask the child and wait for the answer (its command thread answers at once)."""
-        waiting = _Waiting()
+        waiting: Future[Any] = Future()
         with self._lock:
             self._raise_if_gone()
             key = next(self._keys)
             self._calls[key] = waiting
             self._send_locked(ipc.Call(key, name, args))
-        if not waiting.done.wait(CALL_TIMEOUT):
+        try:
+            result = waiting.result(CALL_TIMEOUT)
+        except TimeoutError:
             with self._lock:
                 self._calls.pop(key, None)
-            raise EngineError(f"the engine for model '{self.info.id}' did not answer {name}")
-        if isinstance(waiting.result, Exception):
-            raise waiting.result
-        return waiting.result
+            raise EngineError(
+                f"the engine for model '{self.info.id}' did not answer {name}"
+            ) from None
+        if isinstance(result, Exception):  # the child's answer was an error (a 400, say)
+            raise result
+        return result
 
     def _send(self, message: Any) -> None:
         with self._lock:
@@ -479,7 +499,7 @@ class ProcessEngine(LlamaCppEngineBase):
             self._commands.send(message)
 
     def _tail_text(self) -> str:
-        tail = list(self.stderr_tail)[-8:]
+        tail = list(self.stderr_tail)
         return ("; its last output:\n" + "\n".join(tail)) if tail else ""
 
     def _cleanup(self) -> None:

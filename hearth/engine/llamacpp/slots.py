@@ -55,6 +55,10 @@ class Job:
         self.draft_proposed = 0
         self.draft_accepted = 0
 
+    def cancel(self) -> None:
+        """Stop the job at the worker's next step."""
+        self.cancelled = True
+
 
 class Slot:
     """One llama.cpp sequence and, while busy, the choice of a job it decodes."""

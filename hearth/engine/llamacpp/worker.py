@@ -7,15 +7,14 @@ embedding tasks; each step's events leave through one call of the sink."""
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import llama_cpp
 import numpy as np
@@ -33,6 +32,7 @@ from hearth.engine.base import (
     Usage,
 )
 from hearth.engine.detok import Utf8Stream
+from hearth.engine.llamacpp.common import deliver_to_loops
 from hearth.engine.llamacpp.embed import Embedder, EmbedTask
 from hearth.engine.llamacpp.native import NativeModel
 from hearth.engine.llamacpp.prompt_cache import MIN_TOKENS, PromptCache
@@ -175,13 +175,18 @@ class Worker:
 
     @property
     def threads_in_use(self) -> int:
-        return max(1, self.cfg.threads // self._share)
+        return self._threads()[0]
+
+    def _threads(self) -> tuple[int, int]:
+        """(threads, batch threads) for this worker's share of the cores."""
+        share = self._share
+        return max(1, self.cfg.threads // share), max(1, self.cfg.threads_batch // share)
 
     def _apply_share(self, share: int) -> None:
         """Decode with 1/share of the configured threads: OpenMP teams of processes that
         compute at once would otherwise outnumber the cores and spin against each other."""
         self._share = share
-        n, n_batch = max(1, self.cfg.threads // share), max(1, self.cfg.threads_batch // share)
+        n, n_batch = self._threads()
         contexts = [self.ctx]
         if self.embedder is not None:
             contexts.append(self.embedder.ctx)
@@ -206,7 +211,7 @@ class Worker:
                 self.embedder = Embedder(
                     self.model,
                     ctx_size=self.cfg.ctx_size,
-                    threads=max(1, self.cfg.threads_batch // self._share),
+                    threads=self._threads()[1],  # embeddings decode whole batches
                     pooling=self.cfg.pooling,
                 )
             budget = EMBED_BUDGET_BUSY if self.active or self.pending else self.cfg.ctx_size
@@ -658,36 +663,3 @@ class Worker:
         if self.out:
             out, self.out = self.out, []
             self.sink(out)
-
-
-class Listener(Protocol):
-    """Where a job's events go: its caller's loop and queue (a Job here, or the server's
-    RemoteJob for a job running in an engine child)."""
-
-    cancelled: bool
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None: ...
-
-    @property
-    def queue(self) -> asyncio.Queue[Any] | None: ...
-
-
-def deliver_to_loops(out: Sequence[tuple[Listener, Any]]) -> None:
-    """One step's events to their callers: one event-loop wake-up per step per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Listener, Any]]] = {}
-    for item in out:
-        assert item[0].loop is not None
-        by_loop.setdefault(item[0].loop, []).append(item)
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_deliver, items)
-        except RuntimeError:  # the caller's loop is closed: nobody is listening
-            for job, _ in items:
-                job.cancelled = True
-
-
-def _deliver(items: list[tuple[Listener, Any]]) -> None:
-    for job, event in items:
-        assert job.queue is not None
-        job.queue.put_nowait(event)
