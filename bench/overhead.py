@@ -11,6 +11,7 @@ streamed chat at concurrency 8, 128 tokens. Rounds alternate the servers; median
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import subprocess
 import time
@@ -71,6 +72,12 @@ async def burst(url: str, model: str, concurrency: int, batches: int, seed: int)
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (its children not counted), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _short(rev: str) -> str:
     out = subprocess.run(
         ["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True, text=True
@@ -112,13 +119,24 @@ def overhead(
     try:
         for s in servers:
             s.start()
+        cpu_rows = []
         for concurrency, batches in ((1, 40), (16, 6)):
             got: dict[str, list[tuple[float, float]]] = {before.name: [], now.name: []}
+            cpu: dict[str, list[float]] = {before.name: [], now.name: []}
             for rnd in range(rounds):
                 for s in servers if rnd % 2 == 0 else servers[::-1]:
+                    assert s.process is not None
+                    spent = cpu_seconds(s.process.pid)
                     t = asyncio.run(burst(s.url, s.model, concurrency, batches, rnd))
+                    spent = cpu_seconds(s.process.pid) - spent
+                    cpu[s.name].append(spent / (concurrency * batches + 1))  # + the warm-up
                     p50 = (percentile(t.ttft, 0.5) or 0.0, percentile(t.total, 0.5) or 0.0)
                     got[s.name].append(p50)
+            ca, cb = med(cpu[before.name]), med(cpu[now.name])
+            cpu_rows.append(
+                f"| 1-token completion, c={concurrency} | {ca * 1000:.2f} ms | "
+                f"{cb * 1000:.2f} ms | {cb / ca:.3f}x |"
+            )
             a = [med([x[k] for x in got[before.name]]) for k in (0, 1)]
             b = [med([x[k] for x in got[now.name]]) for k in (0, 1)]
             lines.append(
@@ -127,6 +145,15 @@ def overhead(
                 f"{b[1] * 1000:.1f} ms | {b[1] / a[1]:.3f}x |"
             )
             print(lines[-1], flush=True)
+        lines.append(
+            "\nCPU time of the server process itself (HTTP, pipeline, IPC; not the engine "
+            "child) per request, from /proc: it does not wait on the other cores, so it is "
+            "far steadier than latency on a shared machine.\n"
+        )
+        lines.append(f"| case | {rev} server CPU | {head} server CPU | ratio |")
+        lines.append("|---|---|---|---|")
+        lines += cpu_rows
+        print("\n".join(cpu_rows), flush=True)
         pair = Pair()
         pair.run(before, now, 8, rounds, extra)
         lines.append("\n" + HEADER.format(a=rev, b=head))
