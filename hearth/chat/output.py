@@ -28,6 +28,8 @@ class OutputParser:
 
     def feed(self, text: str) -> list[Piece]:
         """Pieces that are certain after this text."""
+        if self.reasoning is None and self.tools is None and not self.prefix:
+            return [Content(text)] if text else []  # plain text (raw prompts): as it came
         if self.prefix:
             text, self.prefix = self.prefix + text, ""
         pieces: list[Piece] = self.reasoning.feed(text) if self.reasoning else [Content(text)]

@@ -14,7 +14,15 @@ from typing import TypeVar
 
 from hearth.chat.output import OutputParser
 from hearth.chat.pieces import Piece, ToolCallEnd, ToolCallStart
-from hearth.engine import base as engine
+from hearth.engine.base import (
+    ChoiceFinished,
+    GenerationFinished,
+    GenerationRequest,
+    PromptProgress,
+    TextDelta,
+    Usage,
+)
+from hearth.engine.base import Event as EngineEvent
 from hearth.errors import ModelUnloaded
 from hearth.models.manager import LoadedModel, ModelManager
 from hearth.pipeline.events import (
@@ -40,14 +48,17 @@ Renderer = Callable[[Prepared, AsyncIterator[Event]], AsyncIterator[T]]
 class _Choice:
     """One choice's output parser, and the tool calls it has opened (to close them)."""
 
-    __slots__ = ("called", "open_call", "parser")
+    __slots__ = ("called", "open_call", "parser", "tools")
 
     def __init__(self, parser: OutputParser):
         self.parser = parser
+        self.tools = parser.tools is not None  # without a tool parser there are no calls
         self.open_call: int | None = None
         self.called = False
 
     def pieces(self, pieces: list[Piece], *, last: bool = False) -> list[Piece]:
+        if not self.tools:
+            return pieces
         out: list[Piece] = []
         for piece in pieces:
             if isinstance(piece, ToolCallStart):
@@ -103,25 +114,27 @@ class Pipeline:
     async def events(self, prepared: Prepared) -> AsyncIterator[Event]:
         """The neutral events of every generation of `prepared`; choice i of prompt p is
         index p * n + i."""
-        n = prepared.n
-        total = n * len(prepared.generations)
+        total = prepared.n * len(prepared.generations)
         choices: list[_Choice | None] = [_Choice(prepared.parser()) for _ in range(total)]
-        usage = engine.Usage(0, 0, 0)
+        usage = Usage(0, 0, 0)
         started = time.monotonic_ns()
         first: int | None = None
+        gens = prepared.generations
+        # One prompt (every conversation): the engine's own stream, no merging layer.
+        source = prepared.model.engine.generate(gens[0]) if len(gens) == 1 else _merged(prepared)
         try:
-            async for p, event in _prompt_events(prepared):
-                if isinstance(event, engine.TextDelta):
+            async for event in source:
+                if isinstance(event, TextDelta):
                     if first is None:
                         first = time.monotonic_ns()
-                    i = p * n + event.index
+                    i = event.index
                     choice = choices[i]
                     assert choice is not None, "text after the choice finished"
                     pieces = choice.pieces(choice.parser.feed(event.text))
                     if pieces or event.logprobs is not None:  # held-back text: nothing yet
                         yield Output(i, pieces, event.logprobs)
-                elif isinstance(event, engine.ChoiceFinished):
-                    i = p * n + event.index
+                elif isinstance(event, ChoiceFinished):
+                    i = event.index
                     choice = choices[i]
                     assert choice is not None, "a choice finished twice"
                     pieces = choice.pieces(choice.parser.finish(), last=True)
@@ -135,13 +148,13 @@ class Pipeline:
                         event.stop_sequence,
                     )
                     choices[i] = None
-                elif isinstance(event, engine.GenerationFinished):
+                elif isinstance(event, GenerationFinished):
                     usage.prompt_tokens += event.usage.prompt_tokens
                     usage.completion_tokens += event.usage.completion_tokens
                     usage.cached_tokens += event.usage.cached_tokens
                     usage.draft_proposed += event.usage.draft_proposed
                     usage.draft_accepted += event.usage.draft_accepted
-                elif isinstance(event, engine.PromptProgress):
+                elif isinstance(event, PromptProgress):
                     yield Progress(event.processed, event.total)
         except Exception as exc:
             # The choices still open end here; the exception follows for the dialect to show.
@@ -155,35 +168,36 @@ class Pipeline:
         yield Done(usage, Timings(prepared.load_ns, first - started, end - first))
 
 
-async def _prompt_events(prepared: Prepared) -> AsyncIterator[tuple[int, engine.Event]]:
-    """Every prompt's generation events, merged as they come: (prompt index, event)."""
+async def _merged(prepared: Prepared) -> AsyncIterator[EngineEvent]:
+    """Several prompts' generations, merged as their events come; choice i of prompt p is
+    renumbered p * n + i (the events are this request's own, so they are renumbered in
+    place)."""
     model = prepared.model.engine
-    if len(prepared.generations) == 1:
-        async for event in model.generate(prepared.generations[0]):
-            yield 0, event
-        return
-    merged: asyncio.Queue[tuple[int, engine.Event | BaseException | None]] = asyncio.Queue()
+    n = prepared.n
+    merged: asyncio.Queue[EngineEvent | BaseException | None] = asyncio.Queue()
 
-    async def pump(i: int, gen: engine.GenerationRequest) -> None:
+    async def pump(p: int, gen: GenerationRequest) -> None:
         try:
             async for event in model.generate(gen):
-                merged.put_nowait((i, event))
+                if isinstance(event, TextDelta | ChoiceFinished):
+                    event.index += p * n
+                merged.put_nowait(event)
         except Exception as exc:
-            merged.put_nowait((i, exc))
+            merged.put_nowait(exc)
         finally:
-            merged.put_nowait((i, None))
+            merged.put_nowait(None)
 
-    tasks = [asyncio.create_task(pump(i, g)) for i, g in enumerate(prepared.generations)]
+    tasks = [asyncio.create_task(pump(p, g)) for p, g in enumerate(prepared.generations)]
     try:
         remaining = len(tasks)
         while remaining:
-            i, item = await merged.get()
+            item = await merged.get()
             if item is None:
                 remaining -= 1
             elif isinstance(item, BaseException):
                 raise item
             else:
-                yield i, item
+                yield item
     finally:
         for task in tasks:
             task.cancel()
