@@ -134,7 +134,8 @@ def isolation(model: Path, threads: int, rounds: int, logs: Path, extra: dict[st
 async def engines_alone(model: Path, threads: int, rounds: int) -> str:
     """The same comparison without HTTP: generations driven through each engine directly."""
     from hearth.engine.base import GenerationRequest, SamplingParams
-    from hearth.engine.llamacpp.engine import EngineOptions, LlamaCppEngine
+    from hearth.engine.llamacpp.common import EngineOptions
+    from hearth.engine.llamacpp.engine import LlamaCppEngine
     from hearth.engine.llamacpp.process import ProcessEngine
 
     opts = EngineOptions(parallel=8, threads=threads, ctx_size=4096)

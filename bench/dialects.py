@@ -1,16 +1,18 @@
-"""The same streamed workload through two dialects of one server: Anthropic's /v1/messages
-against OpenAI's /v1/chat/completions (what a dialect's translator and framing cost).
+"""The same streamed workload through the dialects of one server: Anthropic's /v1/messages
+and Ollama's /api/chat, each against OpenAI's /v1/chat/completions (what a dialect's
+translator and framing cost).
 
     python -m bench.run --suite dialects
 
 Greedy, 128 tokens. Each route gets prompts of its own in each round (no prefix of one is in
-the KV cache for the other); rounds alternate which route goes first; medians shown."""
+the KV cache for another); rounds rotate which route goes first; medians shown."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,44 +51,89 @@ async def stream_message(
     return result
 
 
+async def stream_ollama(
+    client: httpx.AsyncClient, url: str, model: str, messages: list[dict[str, str]], n: int
+) -> RequestResult:
+    """One streamed /api/chat request (NDJSON), timed per content line; tokens from the final
+    line's eval_count."""
+    body = {
+        "model": model,
+        "messages": messages,
+        "options": {"num_predict": n, "temperature": 0},
+        "stream": True,
+    }
+    result = RequestResult(started=time.perf_counter())
+    try:
+        async with client.stream("POST", f"{url}/api/chat", json=body) as r:
+            if r.status_code != 200:
+                result.error = f"HTTP {r.status_code}: {(await r.aread())[:200]!r}"
+                return result
+            async for line in r.aiter_lines():
+                data = json.loads(line)
+                if data.get("done"):
+                    result.tokens = data["eval_count"]
+                elif data["message"].get("content"):
+                    now = time.perf_counter()
+                    if result.ttft is None:
+                        result.ttft = now - result.started
+                    result.token_times.append(now)
+    except httpx.HTTPError as exc:
+        result.error = repr(exc)
+    result.finished = time.perf_counter()
+    return result
+
+
+Streamer = Callable[
+    [httpx.AsyncClient, str, str, list[dict[str, str]], int], Awaitable[RequestResult]
+]
+ROUTES: dict[str, Streamer] = {
+    "chat": stream_chat,
+    "messages": stream_message,
+    "ollama": stream_ollama,
+}
+NAMES = {"messages": "/v1/messages", "ollama": "/api/chat"}
+
+
 async def _round(url: str, model: str, route: str, n: int, rnd: int) -> list[RequestResult]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600), limits=limits) as client:
-        # Prompts of their own per route and round: neither route finds the other's prompt
-        # in the KV cache.
-        jobs = story_jobs(n, 128, rnd * 2 + (route == "msg"))
-        if route == "chat":
-            calls = [stream_chat(client, url, model, m, k) for m, k in jobs]
-        else:
-            calls = [stream_message(client, url, model, m, k) for m, k in jobs]
-        return list(await asyncio.gather(*calls))
+        # Prompts of their own per route and round: no route finds another's prompt in the
+        # KV cache.
+        jobs = story_jobs(n, 128, rnd * len(ROUTES) + list(ROUTES).index(route))
+        call = ROUTES[route]
+        return list(await asyncio.gather(*(call(client, url, model, m, k) for m, k in jobs)))
 
 
 def dialects(model: Path, threads: int, rounds: int, logs: Path, extra: dict[str, Any]) -> str:
-    """/v1/messages against /v1/chat/completions on one server, streams at 1 and 8."""
+    """/v1/messages and /api/chat against /v1/chat/completions on one server, streams at 1
+    and 8."""
     server = P.hearth(model, threads, 8, 4096, logs)
     lines = [
-        "| case | chat tok/s | messages tok/s | ratio | chat TTFT p50 | messages TTFT p50 | "
+        "| case | route | chat tok/s | route tok/s | ratio | chat TTFT p50 | route TTFT p50 | "
         "TTFT difference |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    names = list(ROUTES)
     try:
         server.start()
         for n in (1, 8):
-            got: dict[str, tuple[list[float], list[float]]] = {r: ([], []) for r in ("chat", "msg")}
+            got: dict[str, tuple[list[float], list[float]]] = {r: ([], []) for r in names}
             for rnd in range(rounds):
-                routes = ["chat", "msg"] if rnd % 2 == 0 else ["msg", "chat"]
-                for route in routes:
+                shift = rnd % len(names)  # each route goes first in turn
+                for route in names[shift:] + names[:shift]:
                     s = summarise(asyncio.run(_round(server.url, server.model, route, n, rnd)))
                     assert s.errors == 0, route
                     got[route][0].append(s.tok_s)
                     got[route][1].append(s.ttft_p50 or float("nan"))
-            (ct, cf), (mt, mf) = [(med(a), med(b)) for a, b in got.values()]
-            lines.append(
-                f"| stream c={n}, 128 tok | {fmt(ct)} | {fmt(mt)} | {mt / ct:.3f}x | "
-                f"{fmt(cf, 'ms')} | {fmt(mf, 'ms')} | {(mf - cf) * 1000:+.1f} ms |"
-            )
-            print(lines[-1], flush=True)
+            ct, cf = med(got["chat"][0]), med(got["chat"][1])
+            for route in names[1:]:
+                rt, rf = med(got[route][0]), med(got[route][1])
+                lines.append(
+                    f"| stream c={n}, 128 tok | {NAMES[route]} | {fmt(ct)} | {fmt(rt)} | "
+                    f"{rt / ct:.3f}x | {fmt(cf, 'ms')} | {fmt(rf, 'ms')} | "
+                    f"{(rf - cf) * 1000:+.1f} ms |"
+                )
+                print(lines[-1], flush=True)
     finally:
         server.stop()
     return "\n".join(lines)

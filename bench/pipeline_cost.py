@@ -4,7 +4,7 @@ timed by CPU time over many requests. Compares two checkouts in alternating roun
 
     python -m bench.pipeline_cost --baseline 829ca4a [--requests 2000] [--rounds 5]
     python -m bench.pipeline_cost --baseline 829ca4a --callgrind   # instructions, exact
-    python -m bench.pipeline_cost --callgrind --dialects   # /v1/messages vs chat, exact
+    python -m bench.pipeline_cost --callgrind --dialects   # messages, /api/chat vs chat
 
 Each measurement runs in a fresh interpreter whose `hearth` (and `tests`) come from the
 checkout measured. The engine's own work is a few microseconds per event in the fake, the
@@ -61,6 +61,10 @@ CASES = {
     "messages stream 16 tokens": (
         "/v1/messages",
         {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True},
+    ),
+    "ollama chat stream 16 tokens": (
+        "/api/chat",
+        {"messages": [{"role": "user", "content": "hi"}], "options": {"num_predict": 16}},
     ),
 }
 
@@ -138,17 +142,21 @@ def main() -> None:
     ap.add_argument(
         "--dialects",
         action="store_true",
-        help="with --callgrind: /v1/messages against /v1/chat/completions in this checkout",
+        help="with --callgrind: /v1/messages and /api/chat against chat completions, here",
     )
     args = ap.parse_args()
     if args.dialects:
         chat = per_request(ROOT, "chat stream 16 tokens")
-        messages = per_request(ROOT, "messages stream 16 tokens")
-        print("| case | chat completions | messages | ratio |\n|---|---|---|---|")
-        print(
-            f"| streamed, 16 tokens | {chat / 1e6:.3f} M | {messages / 1e6:.3f} M | "
-            f"{messages / chat:.3f}x |"
-        )
+        print("| case | chat completions | route | route's | ratio |\n|---|---|---|---|---|")
+        for route, case in [
+            ("/v1/messages", "messages stream 16 tokens"),
+            ("/api/chat", "ollama chat stream 16 tokens"),
+        ]:
+            cost = per_request(ROOT, case)
+            print(
+                f"| streamed, 16 tokens | {chat / 1e6:.3f} M | {route} | {cost / 1e6:.3f} M | "
+                f"{cost / chat:.3f}x |"
+            )
         return
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "baseline"

@@ -5,7 +5,7 @@
     python -m bench.run --suite isolation # engines in child processes vs in the server
     python -m bench.run --suite compute   # fresh vs after embeddings / a second model
     python -m bench.run --suite overhead  # per-request cost against an earlier commit
-    python -m bench.run --suite dialects  # Anthropic's /v1/messages against chat completions
+    python -m bench.run --suite dialects  # /v1/messages and /api/chat against chat completions
 
 Writes a Markdown report (default docs/benchmarks.md, section per suite)."""
 
@@ -292,7 +292,7 @@ FLOWS: dict[str, Callable[..., str]] = {
     "isolation": C.isolation,
     "compute": C.compute,
     "overhead": O.overhead,  # against an earlier commit (--baseline)
-    "dialects": D.dialects,  # /v1/messages against /v1/chat/completions
+    "dialects": D.dialects,  # /v1/messages and /api/chat against /v1/chat/completions
 }
 
 

@@ -45,7 +45,7 @@ class _Unreachable(Exception):
 
 
 def _call(method: str, url: str, path: str, api_key: str | None, body: Any = None) -> Any:
-    """One request to the server; its OpenAI-shaped errors become CLI errors."""
+    """One request to the server; its errors (either shape) become CLI errors."""
     import httpx
 
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -59,7 +59,9 @@ def _call(method: str, url: str, path: str, api_key: str | None, body: Any = Non
         ) from None
     data = response.json() if response.content else {}
     if response.status_code >= 400:
-        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
+        error = data.get("error") if isinstance(data, dict) else None
+        # Ollama's shape under /api/ (a string), OpenAI's elsewhere (an object).
+        message = error.get("message") if isinstance(error, dict) else error
         raise _fail(message or f"the server answered {response.status_code}")
     return data
 
@@ -158,21 +160,22 @@ def remove(
         data = _call("DELETE", url, "/api/delete", api_key, {"model": model, "force": force})
     except _Unreachable:
         data = _delete_locally(model, models_dir)
-    typer.echo(f"deleted {data['model']} ({', '.join(data['files'])})")
+    files = f" ({', '.join(data['files'])})" if data["files"] else ""  # none: a name only
+    typer.echo(f"deleted {data['model']}{files}")
 
 
 def _delete_locally(model: str, models_dir: Path | None) -> dict[str, Any]:
+    from hearth.models.names import delete_name_locally
     from hearth.models.registry import Registry
-    from hearth.models.store import delete_files
 
     settings = _settings(models_dir=models_dir)
     registry = Registry(settings.models_dir, configs=settings.models)
     try:
-        entry = registry.get(model)
-        files = delete_files(registry, entry)
+        # A copy or a created model (Ollama's API) is only forgotten, as the server does.
+        name, files = delete_name_locally(registry, model)
     except HearthError as exc:
         raise _fail(exc.message) from None
-    return {"model": entry.id, "files": [f.name for f in files]}
+    return {"model": name, "files": [f.name for f in files]}
 
 
 @commands.command("import")

@@ -13,6 +13,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from hearth.api.anthropic.protocol import Message as AnthropicMessage
+from hearth.api.anthropic.protocol import (
+    MessageCountTokensParams,
+    MessageCreateParams,
+    MessageTokensCount,
+    StreamEvent,
+)
 from hearth.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from hearth.api.completions.protocol import Completion, CompletionRequest
 from hearth.api.embeddings.protocol import CreateEmbeddingResponse, EmbeddingRequest
@@ -28,6 +35,7 @@ from hearth.api.lifecycle.protocol import (
 )
 from hearth.api.models.protocol import Model, ModelList
 from hearth.api.models.service import get_model, list_models
+from hearth.api.ollama import protocol as ollama
 from hearth.api.pull import service as pulling
 from hearth.api.pull.protocol import PullRequest, PullStatus
 from hearth.errors import InvalidRequestError
@@ -95,6 +103,46 @@ class _Embeddings:
         return await self._rt.embeddings.create(_request(EmbeddingRequest, fields))
 
 
+class _Messages:
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+
+    async def create(self, **fields: Any) -> AnthropicMessage | AsyncIterator[StreamEvent]:
+        """Same fields as POST /v1/messages; stream=True gives an async iterator of events."""
+        result = await self._rt.messages.create(_request(MessageCreateParams, fields))
+        if isinstance(result, AnthropicMessage):
+            return result
+        return _without_keepalives(result)
+
+    async def count_tokens(self, **fields: Any) -> MessageTokensCount:
+        """Same fields as POST /v1/messages/count_tokens."""
+        return await self._rt.messages.count_tokens(_request(MessageCountTokensParams, fields))
+
+
+OllamaLine = ollama.ChatResponse | ollama.GenerateResponse
+
+
+class _Ollama:
+    """Ollama's generation routes: the same objects its /api/ routes send."""
+
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+
+    async def chat(self, **fields: Any) -> OllamaLine | AsyncIterator[OllamaLine]:
+        """Same fields as POST /api/chat; streams (an async iterator) unless stream=False."""
+        result = await self._rt.ollama.chat(_request(ollama.ChatRequest, fields))
+        return result if isinstance(result, BaseModel) else _without_keepalives(result)
+
+    async def generate(self, **fields: Any) -> OllamaLine | AsyncIterator[OllamaLine]:
+        """Same fields as POST /api/generate; streams unless stream=False."""
+        result = await self._rt.ollama.generate(_request(ollama.GenerateRequest, fields))
+        return result if isinstance(result, BaseModel) else _without_keepalives(result)
+
+    async def embed(self, **fields: Any) -> ollama.EmbedResponse:
+        """Same fields as POST /api/embed."""
+        return await self._rt.ollama.embed(_request(ollama.EmbedRequest, fields))
+
+
 class _Models:
     def __init__(self, rt: Runtime):
         self._rt = rt
@@ -146,6 +194,8 @@ class Hearth:
         self.chat = _Chat(self.runtime)
         self.completions = _Completions(self.runtime)
         self.embeddings = _Embeddings(self.runtime)
+        self.messages = _Messages(self.runtime)  # Anthropic's Messages API
+        self.ollama = _Ollama(self.runtime)  # Ollama's /api/chat, generate, embed
         self.models = _Models(self.runtime)
 
     async def close(self) -> None:

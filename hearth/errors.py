@@ -83,6 +83,7 @@ class ModelNotFound(NotFoundError):
 
     def __init__(self, model: str):
         super().__init__(f"The model '{model}' does not exist", param="model")
+        self.model = model
 
 
 class InvalidModelFile(HearthError):

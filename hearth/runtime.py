@@ -13,6 +13,7 @@ from hearth.api.anthropic.service import MessagesService
 from hearth.api.chat.service import ChatCompletionsService
 from hearth.api.completions.service import CompletionsService
 from hearth.api.embeddings.service import EmbeddingsService
+from hearth.api.ollama.service import OllamaService
 from hearth.engine.base import resolve_ctx_size
 from hearth.errors import ConfigError, InvalidModelFile, ModelNotFound
 from hearth.models.gguf_header import GGUFError
@@ -126,6 +127,7 @@ class Runtime:
     completions: CompletionsService
     messages: MessagesService
     embeddings: EmbeddingsService
+    ollama: OllamaService
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     preloaded: bool = False  # the start-up models have loaded (they may unload later)
@@ -187,6 +189,7 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
     for model_id in preload:
         models.keep_forever(model_id)
     pipeline = Pipeline(models, reasoning_format=settings.reasoning_format)
+    embeddings = EmbeddingsService(models)
     return Runtime(
         settings=settings,
         registry=registry,
@@ -195,7 +198,8 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         chat=ChatCompletionsService(pipeline),
         completions=CompletionsService(pipeline),
         messages=MessagesService(pipeline),
-        embeddings=EmbeddingsService(models),
+        embeddings=embeddings,
+        ollama=OllamaService(pipeline, models, embeddings),
         preload=preload,
         closers=closers,
     )

@@ -52,6 +52,7 @@ class FakeEngine(Engine):
             add_bos=False,
             sampling_defaults={},
             n_embd=8,
+            fim=(997, 998, 999),
         )
         self.active = 0
         self.closed = False

@@ -24,6 +24,8 @@ from hearth.api.middleware import (
     RequestIdMiddleware,
 )
 from hearth.api.models.router import router as models_router
+from hearth.api.ollama.models_router import router as ollama_models_router
+from hearth.api.ollama.router import router as ollama_router
 from hearth.api.pull.router import router as pull_router
 from hearth.api.system.router import router as system_router
 from hearth.errors import HearthError
@@ -63,6 +65,7 @@ def create_app(
         completions_router,
         embeddings_router,
         anthropic_router,
+        ollama_router,
         models_router,
         system_router,
     )
@@ -70,6 +73,7 @@ def create_app(
         app.include_router(router)
     app.include_router(lifecycle_router)
     app.include_router(pull_router)
+    app.include_router(ollama_models_router)
 
     # Added innermost first: the request id wraps everything, so even a 401 or 413 has one.
     app.add_middleware(JsonBodyCheckMiddleware)

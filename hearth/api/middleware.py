@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import uuid
 
 from starlette.exceptions import HTTPException
@@ -34,6 +35,16 @@ class BodyRejected(HTTPException):
     def __init__(self, error: HearthError):
         super().__init__(status_code=error.status_code, detail=error.message)
         self.error = error
+
+
+# Ollama's blob upload (POST /api/blobs/sha256:<hex>): a GGUF of gigabytes, not JSON. Its route
+# streams the body to disk itself, so the size limit and the JSON checks skip exactly it.
+_BLOB_UPLOAD = re.compile(r"/api/blobs/[^/]+")
+
+
+def is_blob_upload(scope: Scope) -> bool:
+    """Whether the request is the one route whose body is a model file."""
+    return scope["method"] == "POST" and _BLOB_UPLOAD.fullmatch(scope["path"]) is not None
 
 
 class RequestIdMiddleware:
@@ -71,7 +82,7 @@ class BodySizeLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or is_blob_upload(scope):
             await self.app(scope, receive, send)
             return
         error = RequestTooLarge(f"the request body is larger than {self.max_bytes} bytes")
@@ -114,7 +125,7 @@ class JsonBodyCheckMiddleware:
         self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_json(scope):
+        if scope["type"] != "http" or is_blob_upload(scope) or not _is_json(scope):
             await self.app(scope, receive, send)
             return
         scan = JsonBodyScan(self.max_depth)

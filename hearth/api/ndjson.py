@@ -1,7 +1,7 @@
 """Newline-delimited JSON streams (Ollama's progress format) through a pure ASGI response.
 
 Like the SSE response, it cancels the work behind the stream when the client disconnects; an
-error after the stream started is one `{"error": {...}}` line in OpenAI's error shape."""
+error after the stream started is one `{"error": "..."}` line, as Ollama's clients read it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 from pydantic import BaseModel
 
-from hearth.api.shapes import openai_error_body
+from hearth.api.shapes import ollama_error_body
 from hearth.api.streaming import EventStreamResponse
 from hearth.errors import HearthError
 
@@ -25,4 +25,4 @@ class NdjsonResponse(EventStreamResponse):
         return item.model_dump_json(exclude_none=True).encode() + b"\n"
 
     def frame_error(self, exc: HearthError) -> bytes:
-        return json.dumps(openai_error_body(exc)).encode() + b"\n"
+        return json.dumps(ollama_error_body(exc)).encode() + b"\n"

@@ -1,11 +1,17 @@
-"""OpenAI wire conversions that Chat Completions and Completions share: their sampling and
-format fields into the internal request, usage and logprobs back out, ids."""
+"""OpenAI wire conversions that Chat Completions and Completions share (and, for function
+tools, Ollama's API): sampling, format and tool fields into the internal request, usage and
+logprobs back out, ids."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
+from hearth.api.chat.protocol import (
+    ChatCompletionNamedToolChoiceParam,
+    ChatCompletionToolParam,
+    ToolChoice,
+)
 from hearth.api.protocol import (
     ChatCompletionTokenLogprob,
     CompletionUsage,
@@ -18,7 +24,7 @@ from hearth.api.protocol import (
 )
 from hearth.engine.base import TokenLogprob, Usage
 from hearth.pipeline.prepare import normalize_stop
-from hearth.pipeline.request import ConversationRequest, OutputFormat, Sampling
+from hearth.pipeline.request import ConversationRequest, OutputFormat, Sampling, Tool
 
 
 def sampling(fields: SamplingRequest) -> Sampling:
@@ -62,6 +68,27 @@ def base_request(fields: SamplingRequest, model: str) -> ConversationRequest:
         draft_max=fields.draft_max,
         keep_alive=fields.keep_alive_seconds,
     )
+
+
+def function_tools(
+    out: ConversationRequest, tools: list[ChatCompletionToolParam] | None, choice: ToolChoice | None
+) -> None:
+    """OpenAI's function tools and tool_choice (which Ollama takes too) into the request."""
+    out.tools = [
+        Tool(
+            name=t.function.name,
+            description=t.function.description,
+            parameters=t.function.parameters,
+            strict=t.function.strict,
+            extra=dict(t.function.model_extra or {}),
+            param=f"tools.{i}.function.parameters",
+        )
+        for i, t in enumerate(tools or [])
+    ]
+    if isinstance(choice, ChatCompletionNamedToolChoiceParam):
+        out.tool_name = choice.function.name
+    else:
+        out.tool_choice = choice
 
 
 def wire_usage(usage: Usage) -> CompletionUsage:

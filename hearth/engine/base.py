@@ -141,6 +141,9 @@ class ModelInfo:
     add_bos: bool
     sampling_defaults: dict[str, float | int]
     n_embd: int = 0  # size of this model's embeddings (0: it makes none)
+    # Fill-in-the-middle tokens (prefix, suffix, middle) as llama.cpp's vocabulary knows them
+    # (from the GGUF's keys or the tokens' text); None: the model cannot fill in.
+    fim: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,23 +12,41 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from hearth.errors import ConfigError
 from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
 
 # Ids and aliases: lower-case, readable, usable in a URL path; '/' only between segments.
 _ID = re.compile(r"[a-z0-9][a-z0-9._+-]*(/[a-z0-9][a-z0-9._+-]*)*")
+# Names made through Ollama's API (copy, create) may carry one tag: `mine:v2`.
+_TAG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# The validation context that lets ModelConfig ids carry a tag (saved names only).
+TAGGED = {"tagged": True}
 
 
-def check_model_id(value: str) -> str:
-    """A configured id or alias, lower-cased; refused if it could not come from a file name."""
+def check_model_id(value: str, *, tagged: bool = False) -> str:
+    """A configured id or alias, lower-cased; refused if it could not come from a file name.
+    With `tagged`, one `:tag` may follow; `:latest` is Ollama's default tag and is dropped."""
     value = value.strip().lower()
-    if not _ID.fullmatch(value) or len(value) > 200:
-        raise ValueError(
-            f"{value!r} is not a valid model id: use letters, digits, '.', '_', '+', '-' "
-            "and '/' between segments"
-        )
+    base, tag = value, "latest"
+    if tagged:
+        value = value.removesuffix(":latest")
+        base, colon, tag = value.partition(":")
+        tag = tag if colon else "latest"
+    if not _ID.fullmatch(base) or not _TAG.fullmatch(tag) or len(value) > 200:
+        what = "name" if tagged else "id"
+        rule = "letters, digits, '.', '_', '+', '-' and '/' between segments"
+        rule += ", then optionally ':' and a tag" if tagged else ""
+        raise ValueError(f"{value!r} is not a valid model {what}: use {rule}")
     return value
 
 
@@ -73,8 +91,9 @@ class ModelConfig(BaseModel):
 
     @field_validator("id", mode="after")
     @classmethod
-    def _id(cls, value: str | None) -> str | None:
-        return check_model_id(value) if value is not None else None
+    def _id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        tagged = bool(info.context and info.context.get("tagged"))
+        return check_model_id(value, tagged=tagged) if value is not None else None
 
     @field_validator("aliases", mode="after")
     @classmethod

@@ -176,7 +176,7 @@ class _Cursor:
         self.pos += n
 
 
-def _value(cur: _Cursor, vtype: int, key: str, header: GGUFHeader) -> Any:
+def _value(cur: _Cursor, vtype: int, key: str, header: GGUFHeader, keep: int) -> Any:
     if vtype in _SCALARS:
         return cur.unpack(_SCALARS[vtype], key)
     if vtype == GGUFValueType.STRING:
@@ -191,7 +191,7 @@ def _value(cur: _Cursor, vtype: int, key: str, header: GGUFHeader) -> Any:
     if etype in _SCALARS:
         st = _SCALARS[etype]
         cur.need(count * st.size, key)
-        if count <= KEEP_ARRAY:
+        if count <= keep:
             values = [st.unpack_from(cur.buf, cur.pos + i * st.size)[0] for i in range(count)]
             cur.pos += count * st.size
             return values
@@ -200,7 +200,7 @@ def _value(cur: _Cursor, vtype: int, key: str, header: GGUFHeader) -> Any:
     if etype == GGUFValueType.STRING:
         # Each element's length is checked against the rest of the file, so a lying count
         # fails at the first element past the end instead of allocating.
-        if count <= KEEP_ARRAY:
+        if count <= keep:
             return [cur.string(f"{key}[{i}]") for i in range(count)]
         for _ in range(count):
             cur.skip_string(key)
@@ -208,8 +208,9 @@ def _value(cur: _Cursor, vtype: int, key: str, header: GGUFHeader) -> Any:
     raise GGUFError(f"array {key!r} has unsupported element type {etype}")
 
 
-def read_header(path: Path) -> GGUFHeader:
-    """Parse and validate the header; raises GGUFError naming the first problem found."""
+def read_header(path: Path, *, keep_arrays: int = KEEP_ARRAY) -> GGUFHeader:
+    """Parse and validate the header; raises GGUFError naming the first problem found. Arrays
+    longer than `keep_arrays` (a vocabulary, merges) are only counted, not kept."""
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -219,10 +220,10 @@ def read_header(path: Path) -> GGUFHeader:
     if size < 24:
         raise GGUFError(f"file is truncated: {size} bytes is smaller than a GGUF header")
     with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        return _parse(path, buf, size)
+        return _parse(path, buf, size, keep_arrays)
 
 
-def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
+def _parse(path: Path, buf: mmap.mmap, size: int, keep: int) -> GGUFHeader:
     cur = _Cursor(buf, size)
     magic = cur.u32("magic")
     if magic != GGUF_MAGIC:
@@ -240,7 +241,7 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
     for i in range(n_kv):
         key = cur.string(f"metadata key #{i}")
         vtype = cur.u32(f"type of {key}")
-        header.metadata[key] = _value(cur, vtype, key, header)
+        header.metadata[key] = _value(cur, vtype, key, header, keep)
     header.tensor_info_offset = cur.pos
 
     infos: list[tuple[str, tuple[int, ...], int, int]] = []

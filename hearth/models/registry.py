@@ -9,8 +9,12 @@ inode), and checked against the file again right before a load."""
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import hashlib
+import json
 import logging
 import math
+import mmap
 import os
 import threading
 import time
@@ -21,6 +25,7 @@ from typing import TypeAlias
 from hearth.errors import InvalidModelFile, ModelNotFound
 from hearth.models.config import ModelConfig
 from hearth.models.gguf_header import GGUFHeader, read_header
+from hearth.models.saved import NameStore, SavedNames
 from hearth.models.scan import FoundModel, group_files, model_id_for, projector_for, walk_gguf
 from hearth.models.validate import found_at, split_problem
 
@@ -97,6 +102,9 @@ class Registry:
         self._scanned_at = -math.inf
         self._aliases: dict[str, str] = {}
         self._warned: set[str] = set()
+        self._digests: dict[Path, tuple[Stamp, bytes]] = {}
+        # Copies and created models (Ollama's /api/copy, /api/create), merged on every scan.
+        self.saved = NameStore(self.root)
 
     def root(self) -> Path:
         """The models directory, resolved (it may itself be a symlink the user made)."""
@@ -146,8 +154,9 @@ class Registry:
 
     def get(self, model: str) -> ModelEntry:
         """The entry for an id or alias (case-insensitive); unknown names are a 404, never a
-        fallback. Names are only compared with known ids: none ever becomes a path."""
-        wanted = model.strip().lower()
+        fallback. Names are only compared with known ids: none ever becomes a path. Ollama's
+        default tag is no tag: `name:latest` is `name`."""
+        wanted = model.strip().lower().removesuffix(":latest")
         with self._lock:
             entry = self._lookup(wanted)
         if (entry is None or not entry.path.exists()) and self._may_rescan():
@@ -181,6 +190,35 @@ class Registry:
             )
         return entry
 
+    def digest(self, entry: ModelEntry) -> str:
+        """A sha256 (hex) that names this version of the model, cheap enough for every listing:
+        over each part's header bytes (metadata and tensor layout, not the weights) and size,
+        cached per file version, then the model's settings. Not the file's own sha256."""
+        total = hashlib.sha256()
+        for part, stamp in zip(entry.parts, entry.stamps, strict=False):
+            total.update(self._part_digest(part, stamp))
+        if entry.config is not None:
+            settings = entry.config.model_dump(mode="json", exclude={"aliases"})
+            total.update(json.dumps(settings, sort_keys=True).encode())
+        return total.hexdigest()
+
+    def _part_digest(self, part: Path, stamp: Stamp) -> bytes:
+        with self._lock:
+            cached = self._digests.get(part)
+            header = self._headers.get(part)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        digest = hashlib.sha256(str(stamp[0] if stamp else 0).encode())
+        end = header[1].data_offset if header and header[0] == stamp and header[1] else 0
+        try:
+            with part.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                digest.update(m[: end or min(len(m), 1 << 20)])
+        except (OSError, ValueError):
+            pass  # unreadable (the entry says so): the size alone
+        with self._lock:
+            self._digests[part] = (stamp, digest.digest())
+        return digest.digest()
+
     def _lookup(self, wanted: str) -> ModelEntry | None:
         entry = self._snapshot.get(wanted)
         if entry is None and wanted in self._aliases:
@@ -203,6 +241,17 @@ class Registry:
             by_real.setdefault(os.path.realpath(c.found.path), c)
         for cfg in self.configs:
             self._attach(cfg, candidates, by_real)
+        saved = self.saved.read()
+        for model in saved.models:
+            cfg = model.config.relative_to(root)
+            if model.owns_file:
+                self._attach(cfg, candidates, by_real)
+            elif cfg.path is not None:
+                # Never attached to the file's own entry: that model keeps its name.
+                candidate = _Candidate(found_at(cfg.path, cfg.id), cfg, from_dir=False)
+                if not cfg.path.is_file():
+                    candidate.problem = f"file not found: {cfg.path}"
+                candidates.append(candidate)
         for path in self.extra:
             if os.path.realpath(path) not in by_real and path.is_file():
                 candidate = _Candidate(found_at(path, None), from_dir=False)
@@ -214,7 +263,7 @@ class Registry:
             if entry.header is not None and entry.header.architecture == "clip":
                 continue  # a projector under a name without 'mmproj'
             entries.append(entry)
-        return sorted(entries, key=lambda e: e.id)
+        return sorted(_with_copies(entries, saved), key=lambda e: e.id)
 
     def _attach(
         self,
@@ -302,6 +351,17 @@ class Registry:
         with self._lock:
             self._headers[path] = (stamp, header, error)
         return header, error
+
+
+def _with_copies(entries: list[ModelEntry], saved: SavedNames) -> list[ModelEntry]:
+    """Each copy becomes an alias of the model it names (one that is gone is left out)."""
+    copies: dict[str, list[str]] = {}
+    for copy in saved.copies:
+        copies.setdefault(copy.target, []).append(copy.name)
+    return [
+        dataclasses.replace(e, aliases=(*e.aliases, *copies[e.id])) if e.id in copies else e
+        for e in entries
+    ]
 
 
 def _assign_ids(candidates: list[_Candidate]) -> list[tuple[str, _Candidate]]:

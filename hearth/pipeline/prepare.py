@@ -11,7 +11,7 @@ from typing import Any
 
 from hearth.chat.output import OutputParser
 from hearth.engine.base import Engine, GenerationRequest, SamplingParams
-from hearth.errors import InvalidRequestError
+from hearth.errors import ContextLengthExceeded, InvalidRequestError
 from hearth.models.manager import LoadedModel
 from hearth.pipeline.plan import ChatPlan, build_plan, output_grammar
 from hearth.pipeline.request import ConversationRequest, ReasoningFormat, Sampling
@@ -134,7 +134,12 @@ def prompt_items(raw: str | list[Any]) -> list[Any]:
 
 
 def tokenized_items(
-    items: list[str | list[int]], engine: Engine, *, param: str, noun: str
+    items: list[str | list[int]],
+    engine: Engine,
+    *,
+    param: str,
+    noun: str,
+    add_special: bool = True,
 ) -> list[list[int]]:
     """Each item as token ids: token ids are checked against the vocabulary, and every text
     is tokenized in one call (one round trip where the tokenizer lives in an engine child)."""
@@ -145,7 +150,7 @@ def tokenized_items(
             texts.append(item)
         else:
             check_token_ids(item, n_vocab, param, where=f"in {noun} {i}")
-    tokenized = iter(engine.tokenize_many(texts, add_special=True) if texts else [])
+    tokenized = iter(engine.tokenize_many(texts, add_special=add_special) if texts else [])
     return [next(tokenized) if isinstance(item, str) else list(item) for item in items]
 
 
@@ -162,10 +167,47 @@ def rendered(
 ) -> tuple[ChatPlan, list[int]]:
     """The conversation's plan and its prompt's tokens (what a token count counts)."""
     plan = build_plan(request, model.template, default_reasoning, system_prompt=model.system_prompt)
-    # Templates that write the BOS token themselves must not get a second one.
+    # Templates that write the BOS token themselves must not get a second one; a prompt
+    # that continues a context is not the start of the sequence.
     info = model.engine.info
     add_special = not (info.bos_token and plan.prompt.startswith(info.bos_token))
+    if request.context:
+        check_token_ids(request.context, info.n_vocab, "context")
+        tokens = model.engine.tokenize(plan.prompt, add_special=False)
+        return plan, [*request.context, *tokens]
     return plan, model.engine.tokenize(plan.prompt, add_special=add_special)
+
+
+def infill(engine: Engine, before: str, after: str) -> list[int]:
+    """A fill-in-the-middle prompt, as llama.cpp's server writes it: [BOS] PRE before SUF
+    after MID; the model writes what goes between."""
+    fim = engine.info.fim
+    if fim is None:
+        raise InvalidRequestError(
+            f"the model '{engine.info.id}' has no fill-in-the-middle tokens, so it cannot "
+            "complete between a prompt and a suffix; use a code model trained for it",
+            param="suffix",
+        )
+    pre, suf, mid = fim
+    head = engine.tokenize("", add_special=True)  # the BOS token, if the model wants one
+    before_ids, after_ids = engine.tokenize_many([before, after], add_special=False)
+    return [*head, pre, *before_ids, suf, *after_ids, mid]
+
+
+def _fit_window(request: ConversationRequest, prompt: list[int], ctx_size: int) -> int | None:
+    """max_tokens within the request's own window, if it has one (a window larger than the
+    loaded context is the loaded context)."""
+    if request.window is None:
+        return request.max_tokens
+    window = min(request.window, ctx_size)
+    room = window - len(prompt)
+    if room <= 0:
+        raise ContextLengthExceeded(
+            f"the prompt has {len(prompt)} tokens, which leaves no room in this request's "
+            f"context window of {window} tokens",
+            param=request.window_param,
+        )
+    return min(request.max_tokens or room, room)
 
 
 def prepare(
@@ -181,7 +223,21 @@ def prepare(
     if request.prompts is not None:
         if not request.prompts:
             raise InvalidRequestError("prompt must not be empty", param="prompt")
-        prompts = tokenized_items(request.prompts, engine, param="prompt", noun="prompt")
+        if request.suffix is not None:
+            if len(request.prompts) != 1 or not isinstance(request.prompts[0], str):
+                raise InvalidRequestError("a suffix needs one text prompt", param="suffix")
+            prompts = [infill(engine, request.prompts[0], request.suffix)]
+        else:
+            prompts = tokenized_items(
+                request.prompts,
+                engine,
+                param="prompt",
+                noun="prompt",
+                add_special=not request.context,
+            )
+        if request.context:
+            check_token_ids(request.context, info.n_vocab, "context")
+            prompts = [[*request.context, *p] for p in prompts]
         texts = [p if isinstance(p, str) else engine.detokenize(p) for p in request.prompts]
         grammar = output_grammar(request.format, request.grammar)
         keep_special: frozenset[int] = frozenset()
@@ -196,7 +252,7 @@ def prepare(
             GenerationRequest(
                 prompt=tokens,
                 sampling=sampling,
-                max_tokens=request.max_tokens,
+                max_tokens=_fit_window(request, tokens, info.ctx_size),
                 stop=request.stop,
                 n=request.n,
                 logprobs=request.logprobs,

@@ -142,3 +142,12 @@ class ConversationRequest:
     reasoning_effort: str | None = None
     template_kwargs: dict[str, Any] = field(default_factory=dict)
     keep_alive: float | None = None  # seconds the model stays loaded after; None: default
+    # Token ids the prompt continues (Ollama's `context`: an earlier exchange as it returned
+    # it); the prompt then gets no BOS token of its own.
+    context: list[int] | None = None
+    # Fill in the middle: the one raw prompt is the text before the gap, this the text after.
+    suffix: str | None = None
+    # The request's own context window (Ollama's num_ctx) within the model's: prompt and
+    # answer must fit in it. `window_param` names the field for errors.
+    window: int | None = None
+    window_param: str = "window"

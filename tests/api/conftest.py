@@ -42,12 +42,25 @@ def make_app(tmp_path: Path) -> Callable[..., FastAPI]:
 
 
 @pytest.fixture
-async def client(make_app: Callable[..., FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
-    app = make_app()
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+async def app(make_app: Callable[..., FastAPI]) -> AsyncIterator[FastAPI]:
+    """The app with default settings, started (lifespan) and stopped around the test."""
+    application = make_app()
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+async def engine(app: FastAPI) -> FakeEngine:
+    """The fake model's engine (loading it if needed), to script replies or read requests."""
+    loaded = await app.state.runtime.models.get(FAKE_ID)
+    assert isinstance(loaded.engine, FakeEngine)
+    return loaded.engine
 
 
 def chat_body(**extra: Any) -> dict[str, Any]:

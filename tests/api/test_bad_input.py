@@ -12,6 +12,7 @@ from hearth.api.jsonscan import MAX_JSON_DEPTH, JsonBodyScan
 from hearth.grammar.gbnf import MAX_GRAMMAR_CHARS, MAX_GRAMMAR_DEPTH
 from tests.api.conftest import FAKE_ID, chat_body
 from tests.api.test_errors import assert_error, still_answers
+from tests.errorshape import error_fields
 
 pytestmark = pytest.mark.anyio
 
@@ -93,7 +94,7 @@ async def test_bad_values_are_400_naming_the_param(
 ) -> None:
     r = await client.post(route, json=body)
     assert_error(r, 400, "invalid_request", param)
-    assert words in r.json()["error"]["message"]
+    assert words in error_fields(r.json(), route)["message"]
     await still_answers(client)
 
 
@@ -165,7 +166,7 @@ async def test_unreadable_bodies_are_400_on_every_json_route(
 ) -> None:
     r = await client.request(method, route, content=body, headers=JSON)
     assert_error(r, 400, "invalid_json", None)
-    assert words in r.json()["error"]["message"]
+    assert words in error_fields(r.json(), route)["message"]
     await still_answers(client)
 
 

@@ -1,4 +1,5 @@
-"""Every bad input gets OpenAI's error shape, and the server answers the next request."""
+"""Every bad input gets its API's error shape (OpenAI's, or Ollama's under /api/), and the
+server answers the next request."""
 
 from __future__ import annotations
 
@@ -10,18 +11,17 @@ import pytest
 from fastapi import FastAPI
 
 from tests.api.conftest import FAKE_ID, chat_body
+from tests.errorshape import error_fields
 
 pytestmark = pytest.mark.anyio
 
 
 def assert_error(r: httpx.Response, status: int, code: str | None, param: str | None) -> None:
     assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["message"]
-    assert body["error"]["code"] == code
-    assert body["error"]["param"] == param
+    error = error_fields(r.json(), r.request.url.path)
+    assert error["message"]
+    assert error["code"] == code
+    assert error["param"] == param
     assert r.headers["x-request-id"]
 
 

@@ -15,6 +15,7 @@ from hearth.api.app import create_app
 from hearth.models.registry import ModelEntry
 from hearth.runtime import engine_options
 from hearth.settings import load_settings
+from tests.errorshape import error_fields
 from tests.fakes import FakeEngine
 from tests.ggufs import corrupt, write_tiny_gguf
 
@@ -34,11 +35,9 @@ sampling = { temperature = 0.25, top_k = 7 }
 
 def assert_error(r: httpx.Response, status: int, code: str, param: str | None = "model") -> None:
     assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["code"] == code
-    assert body["error"]["param"] == param
+    error = error_fields(r.json(), r.request.url.path)
+    assert error["code"] == code
+    assert error["param"] == param
 
 
 @pytest.fixture
@@ -184,7 +183,7 @@ async def test_invalid_file_is_listed_and_refused_clearly(client: httpx.AsyncCli
     ]:
         r = await client.post(route, json=body)
         assert_error(r, 422, "invalid_model_file")
-        assert "ends at byte" in r.json()["error"]["message"]
+        assert "ends at byte" in error_fields(r.json(), route)["message"]
     assert (await client.post("/v1/chat/completions", json=chat("alpha"))).status_code == 200
 
 

@@ -4,7 +4,7 @@ how a failure mid-stream ends the open choices. Fake engine; tests/e2e runs the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -44,13 +44,6 @@ def engine(app: FastAPI) -> FakeEngine:
 
 def ask(text: str = "hi", **fields: Any) -> ConversationRequest:
     return ConversationRequest(model=FAKE_ID, messages=[Message("user", text)], **fields)
-
-
-@pytest.fixture
-async def app(make_app: Callable[..., FastAPI]) -> AsyncIterator[FastAPI]:
-    built = make_app()
-    async with built.router.lifespan_context(built):
-        yield built
 
 
 async def test_a_stop_string_is_named_in_the_finish_and_timings_add_up(app: FastAPI) -> None:

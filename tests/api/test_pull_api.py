@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from hearth.api.app import create_app
 from hearth.models.registry import ModelEntry
 from hearth.settings import load_settings
+from tests.errorshape import error_fields
 from tests.fakes import FakeEngine
 from tests.ggufs import write_tiny_gguf
 from tests.hub import FakeHub, HubServer
@@ -60,9 +62,13 @@ async def test_pull_streams_progress_then_the_model_is_there(
     r = await client.post("/api/pull", json={"model": "owner/repo:Q8_0"})
     assert r.status_code == 200
     events = lines(r)
-    pulling = [e for e in events if e["status"] == "pulling Tiny-Q8_0.gguf"]
+    sha = hashlib.sha256(data).hexdigest()
+    pulling = [e for e in events if e["status"] == f"pulling {sha[:12]}"]  # Ollama's names
     assert pulling and pulling[-1]["completed"] == pulling[-1]["total"] == len(data)
+    assert pulling[-1]["digest"] == f"sha256:{sha}" and pulling[-1]["file"] == "Tiny-Q8_0.gguf"
     assert any(str(e["status"]).startswith("retrying") for e in events)
+    assert events[0] == {"status": "pulling manifest"}
+    assert [e["status"] for e in events[-2:]] == ["writing manifest", "success"]
     assert events[-1] == {"status": "success", "model": "tiny-q8_0"}
     r = await client.post(
         "/v1/chat/completions",
@@ -87,12 +93,10 @@ async def test_a_wrong_checksum_is_an_error_line_and_leaves_nothing(
     hub.add("owner/repo", "a.gguf", data, advertised_sha256="f" * 64)
     r = await client.post("/api/pull", json={"model": "owner/repo/a.gguf"})
     last = lines(r)[-1]
-    assert set(last) == {"error"}
-    assert last["error"]["code"] == "checksum_mismatch"  # type: ignore[index]
-    assert set(last["error"]) == {"message", "type", "param", "code"}  # type: ignore[arg-type]
+    assert error_fields(last, "/api/pull")["code"] == "checksum_mismatch"
     assert list((tmp_path / "models").iterdir()) == []
     r = await client.post("/api/pull", json={"model": "owner/repo/a.gguf", "stream": False})
-    assert r.status_code == 502 and r.json()["error"]["code"] == "checksum_mismatch"
+    assert r.status_code == 502 and r.json()["code"] == "checksum_mismatch"
 
 
 @pytest.mark.parametrize(
@@ -119,7 +123,6 @@ async def test_bad_pulls_are_plain_errors(
     hub.add("owner/repo", "a.gguf", write_tiny_gguf(tmp_path / "a.gguf").read_bytes())
     r = await client.post("/api/pull", json=body)
     assert r.status_code == status, r.text
-    error = r.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["code"] == code
+    assert error_fields(r.json(), "/api/pull")["code"] == code
     assert not (tmp_path / "a.gguf.partial").exists()
     assert (await client.get("/health")).status_code == 200

@@ -4,16 +4,15 @@ The real model is tested end to end in tests/e2e; here, the exact shape of what 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.api.conftest import FAKE_ID, chat_body
+from tests.api.conftest import FAKE_ID, chat_body, engine
 from tests.api.test_chat_protocol import sse_events
-from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.anyio
 
@@ -34,26 +33,6 @@ TWO_CALLS = (
     'Checking.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
     '<tool_call>\n{"name": "get_time", "arguments": {"tz": "CET"}}\n</tool_call>'
 )
-
-
-async def engine(app: FastAPI) -> FakeEngine:
-    loaded = await app.state.runtime.models.get(FAKE_ID)
-    assert isinstance(loaded.engine, FakeEngine)
-    return loaded.engine
-
-
-@pytest.fixture
-async def app(make_app: Callable[..., FastAPI]) -> AsyncIterator[FastAPI]:
-    application = make_app()
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
 
 
 async def post(client: httpx.AsyncClient, **body: Any) -> httpx.Response:

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from hearth import Hearth
+from hearth.api.anthropic.protocol import Message as AnthropicMessage
 from hearth.api.chat.protocol import ChatCompletion, ChatCompletionChunk
+from hearth.api.ollama.protocol import ChatResponse
 from hearth.errors import ModelNotFound
 from tests.e2e.conftest import STARTER_ID
 
@@ -37,5 +39,23 @@ def test_library_chat_and_stream(starter_model: Path, tmp_path: Path) -> None:
             assert STARTER_ID in [m.id for m in h.models.list().data]
             with pytest.raises(ModelNotFound):
                 await h.chat.completions.create(model="nope", messages=messages)
+            # The other dialects agree with chat: the same pipeline under each.
+            msg = await h.messages.create(
+                model=STARTER_ID, messages=messages, max_tokens=8, temperature=0
+            )
+            assert isinstance(msg, AnthropicMessage) and msg.content[0].text == text  # type: ignore[union-attr]
+            counted = await h.messages.count_tokens(model=STARTER_ID, messages=messages)
+            assert counted.input_tokens == msg.usage.input_tokens
+            greedy = {"temperature": 0, "num_predict": 8}
+            whole = await h.ollama.chat(
+                model=STARTER_ID, messages=messages, options=greedy, stream=False
+            )
+            assert isinstance(whole, ChatResponse) and whole.message.content == text
+            lines = await h.ollama.chat(model=STARTER_ID, messages=messages, options=greedy)
+            got = [line async for line in lines]  # type: ignore[union-attr]
+            assert "".join(x.message.content for x in got) == text  # type: ignore[union-attr]
+            assert got[-1].done and got[-1].eval_count == whole.eval_count
+            vectors = await h.ollama.embed(model=STARTER_ID, input=["a", "b"])
+            assert len(vectors.embeddings) == 2
 
     asyncio.run(main())

@@ -194,7 +194,7 @@ def test_cli_load_ps_unload_rm_against_a_running_server(
     assert out.stdout.strip() == f"{STARTER_ID} unloaded"
     assert loaded(server) == {}
     out = hearth("load", "nope", **env)
-    assert out.returncode == 1 and "The model 'nope' does not exist" in out.stderr
+    assert out.returncode == 1 and 'model "nope" not found' in out.stderr
     assert ask(server, "extra").status_code == 200
     out = hearth("rm", "extra", **env)
     assert out.returncode == 0, out.stderr

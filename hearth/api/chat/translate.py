@@ -12,7 +12,6 @@ from hearth.api.chat.protocol import (
     ChatCompletionMessage,
     ChatCompletionMessageParam,
     ChatCompletionMessageToolCall,
-    ChatCompletionNamedToolChoiceParam,
     ChatCompletionRequest,
     Choice,
     ChoiceDelta,
@@ -25,6 +24,7 @@ from hearth.api.chat.protocol import (
 )
 from hearth.api.openai_wire import (
     base_request,
+    function_tools,
     new_id,
     now,
     output_format,
@@ -47,7 +47,7 @@ from hearth.pipeline.events import (
 )
 from hearth.pipeline.events import FinishReason as NeutralFinish
 from hearth.pipeline.prepare import Prepared
-from hearth.pipeline.request import ConversationRequest, Message, Tool, ToolCall
+from hearth.pipeline.request import ConversationRequest, Message, ToolCall
 
 # -- request ------------------------------------------------------------------------------------
 
@@ -58,22 +58,7 @@ def conversation(request: ChatCompletionRequest) -> ConversationRequest:
         raise InvalidRequestError("top_logprobs requires logprobs=true", param="top_logprobs")
     out = base_request(request, request.model)
     out.messages = [_message(i, m) for i, m in enumerate(request.messages)]
-    out.tools = [
-        Tool(
-            name=t.function.name,
-            description=t.function.description,
-            parameters=t.function.parameters,
-            strict=t.function.strict,
-            extra=dict(t.function.model_extra or {}),
-            param=f"tools.{i}.function.parameters",
-        )
-        for i, t in enumerate(request.tools or [])
-    ]
-    choice = request.tool_choice
-    if isinstance(choice, ChatCompletionNamedToolChoiceParam):
-        out.tool_name = choice.function.name
-    else:
-        out.tool_choice = choice
+    function_tools(out, request.tools, request.tool_choice)
     out.parallel_tool_calls = request.parallel_tool_calls
     out.format = output_format(request.response_format)
     out.grammar = request.grammar

@@ -1,10 +1,13 @@
-"""Embeddings: texts or token arrays into the model's embedding context, back as OpenAI
-objects. No FastAPI here: the same service is the in-process library API."""
+"""Embeddings: texts or token arrays into the model's embedding context, back as vectors
+(OpenAI's objects for /v1/embeddings). No FastAPI here: the same service is the in-process
+library API."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,29 +47,72 @@ def encode(vector: list[float], fmt: str | None) -> list[float] | str:
     return vector
 
 
+@dataclass(slots=True)
+class Embedded:
+    """Vectors for every input, and what it took: the tokens read, the time getting the
+    model (a load, or a wait for room) in nanoseconds."""
+
+    model: str
+    vectors: list[list[float]]
+    tokens: int
+    load_ns: int
+
+
 class EmbeddingsService:
-    """POST /v1/embeddings, without HTTP."""
+    """Embeddings for every dialect (POST /v1/embeddings, Ollama's /api/embed), without
+    HTTP."""
 
     def __init__(self, models: ModelManager):
         self.models = models
 
     async def create(self, request: EmbeddingRequest) -> CreateEmbeddingResponse:
-        """Embeddings of every input; bad input raises before any work."""
+        """Embeddings of every input as OpenAI's response; bad input raises before any work."""
+        out = await self.embed(
+            request.model,
+            request.input,
+            keep_alive=keep_alive_seconds(request.keep_alive),
+            dimensions=request.dimensions,
+        )
+        return CreateEmbeddingResponse(
+            data=[
+                Embedding(embedding=encode(v, request.encoding_format), index=i)
+                for i, v in enumerate(out.vectors)
+            ],
+            model=out.model,
+            usage=EmbeddingUsage(prompt_tokens=out.tokens, total_tokens=out.tokens),
+        )
+
+    async def embed(
+        self,
+        model: str,
+        raw: Any,
+        *,
+        keep_alive: float | None = None,
+        dimensions: int | None = None,
+        truncate: bool = False,
+    ) -> Embedded:
+        """Vectors of `raw` (a text, texts, token ids or lists of them). An input longer than
+        the context is a 400, or with `truncate` is cut to fit."""
+        start = time.monotonic_ns()
         # The lease keeps the model loaded (and out of LRU eviction) while the work runs.
-        async with self.models.use(request.model, keep_alive_seconds(request.keep_alive)) as lease:
-            return await self._embed(request, lease.model)
+        async with self.models.use(model, keep_alive) as lease:
+            load_ns = time.monotonic_ns() - start
+            vectors, tokens = await self._embed(lease.model, raw, dimensions, truncate)
+            return Embedded(lease.model.entry.id, vectors, tokens, load_ns)
 
     async def _embed(
-        self, request: EmbeddingRequest, loaded: LoadedModel
-    ) -> CreateEmbeddingResponse:
+        self, loaded: LoadedModel, raw: Any, dimensions: int | None, truncate: bool
+    ) -> tuple[list[list[float]], int]:
         engine = loaded.engine
         if not engine.supports_embeddings:
             raise InvalidRequestError(
                 f"the model '{loaded.entry.id}' cannot make embeddings", param="model"
             )
         # Tokenizing is CPU work (and, with engine children, a call to one): off the loop.
-        inputs = await asyncio.to_thread(tokenized_inputs, request.input, engine)
+        inputs = await asyncio.to_thread(tokenized_inputs, raw, engine)
         limit = engine.info.ctx_size
+        if truncate:
+            inputs = [tokens[:limit] for tokens in inputs]
         for i, tokens in enumerate(inputs):
             if len(tokens) > limit:
                 raise ContextLengthExceeded(
@@ -74,19 +120,11 @@ class EmbeddingsService:
                     f"{limit} tokens; shorten it or split it",
                     param="input",
                 )
-        if request.dimensions is not None and request.dimensions != engine.info.n_embd:
+        if dimensions is not None and dimensions != engine.info.n_embd:
             raise InvalidRequestError(
                 f"this model's embeddings have {engine.info.n_embd} dimensions; "
-                f"dimensions={request.dimensions} cannot be honoured",
+                f"dimensions={dimensions} cannot be honoured",
                 param="dimensions",
             )
         vectors = await engine.embed(inputs)
-        n_tokens = sum(len(t) for t in inputs)
-        return CreateEmbeddingResponse(
-            data=[
-                Embedding(embedding=encode(v, request.encoding_format), index=i)
-                for i, v in enumerate(vectors)
-            ],
-            model=loaded.entry.id,
-            usage=EmbeddingUsage(prompt_tokens=n_tokens, total_tokens=n_tokens),
-        )
+        return vectors, sum(len(t) for t in inputs)

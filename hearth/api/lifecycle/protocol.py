@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hearth.api.ollama.models_protocol import ModelDetails
 from hearth.api.protocol import WireModel, legacy_name
 from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
 
@@ -47,23 +48,15 @@ class DeleteRequest(ModelRequest):
     force: bool = False
 
 
-class ProcessDetails(WireModel):
-    """What the model is, as Ollama describes it."""
-
-    format: str = "gguf"
-    family: str | None = None
-    parameter_size: str | None = None
-    quantization_level: str | None = None
-
-
 class ProcessModel(WireModel):
     """One loaded model, as Ollama's /api/ps shows it."""
 
     name: str
     model: str
     size: int  # estimated bytes in memory
+    digest: str  # as in /api/tags
     size_vram: int
-    details: ProcessDetails
+    details: ModelDetails
     expires_at: str | None  # ISO 8601; None while in use or when kept loaded for good
     context_length: int
     # -- Hearth extension --

@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 from hearth.api.lifecycle.protocol import (
     DeleteRequest,
     DeleteResponse,
     LoadRequest,
     LoadResponse,
-    ProcessDetails,
     ProcessList,
     ProcessModel,
     UnloadRequest,
     UnloadResponse,
 )
+from hearth.api.ollama.models_service import details, iso
 from hearth.models.keepalive import format_keep_alive
 from hearth.models.manager import LoadedModel
-from hearth.models.store import delete_model
+from hearth.models.names import delete_name
 from hearth.runtime import Runtime
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parameter_size(n: int) -> str | None:
-    if n <= 0:
-        return None
-    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
 def _vram(rt: Runtime, loaded: LoadedModel) -> int:
@@ -50,24 +39,20 @@ def _vram(rt: Runtime, loaded: LoadedModel) -> int:
 def process(rt: Runtime, loaded: LoadedModel) -> ProcessModel:
     """One loaded model with its memory and idle timer."""
     entry = loaded.entry
-    header = entry.header
     active = rt.models.active(entry.id)
     return ProcessModel(
         name=entry.id,
         model=entry.id,
         size=loaded.memory_bytes,
+        digest=rt.registry.digest(entry),
         size_vram=_vram(rt, loaded),
-        details=ProcessDetails(
-            family=header.architecture if header else None,
-            parameter_size=_parameter_size(entry.n_params),
-            quantization_level=header.quantization if header else None,
-        ),
-        expires_at=_iso(loaded.expires_at) if loaded.expires_at and not active else None,
+        details=details(entry, rt.registry.saved.read()),
+        expires_at=iso(loaded.expires_at) if loaded.expires_at and not active else None,
         context_length=loaded.engine.info.ctx_size,
         active_requests=active,
         idle_seconds=None if active else round(time.monotonic() - loaded.last_used, 1),
         keep_alive=format_keep_alive(loaded.keep_alive),
-        loaded_at=_iso(loaded.loaded_at),
+        loaded_at=iso(loaded.loaded_at),
     )
 
 
@@ -89,7 +74,7 @@ async def unload(rt: Runtime, request: UnloadRequest) -> UnloadResponse:
 
 
 async def delete(rt: Runtime, request: DeleteRequest) -> DeleteResponse:
-    """DELETE /api/delete: remove the model's files (refused while busy unless forced)."""
-    model_id = rt.registry.get(request.model).id
-    files = await delete_model(rt.models, request.model, force=request.force)
-    return DeleteResponse(model=model_id, files=[f.name for f in files])
+    """DELETE /api/delete: remove the model's files (refused while busy unless forced); a copy
+    or a created model is only forgotten, and a model they rely on is refused (409)."""
+    name, files = await delete_name(rt.models, request.model, force=request.force)
+    return DeleteResponse(model=name, files=[f.name for f in files])

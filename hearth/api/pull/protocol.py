@@ -15,6 +15,7 @@ class PullRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, max_length=2048)
+    insecure: bool = False  # sent by Ollama's clients; accepted and ignored
     stream: bool = True
     # -- Hearth extension --
     filename: str | None = Field(None, min_length=1, max_length=512)

@@ -21,11 +21,16 @@ async def plan(rt: Runtime, request: PullRequest) -> PullPlan:
     )
 
 
-def _status(event: Progress) -> PullStatus:
-    status = f"pulling {event.file}" if event.status == "downloading" else event.status
+def _status(event: Progress, digests: dict[str, str]) -> PullStatus:
+    digest = event.digest or (digests.get(event.file) if event.file else None)
+    status = event.status
+    if status == "downloading":
+        # Ollama names a layer by its digest's first 12 hex digits; a file the hub gives no
+        # sha256 for is named by its file name.
+        status = f"pulling {digest[:12] if digest else event.file}"
     return PullStatus(
         status=status,
-        digest=f"sha256:{event.digest}" if event.digest else None,
+        digest=f"sha256:{digest}" if digest else None,
         total=event.total,
         completed=event.completed,
         file=event.file,
@@ -36,8 +41,12 @@ def _status(event: Progress) -> PullStatus:
 async def progress(
     rt: Runtime, pull: PullPlan, policy: DownloadPolicy | None = None
 ) -> AsyncIterator[PullStatus]:
-    """The transfer's progress lines; the registry sees the model once it succeeds."""
+    """The transfer's progress lines, with Ollama's statuses around them (`pulling manifest`
+    first, `writing manifest` before `success`); the registry sees the model on success."""
+    digests = {f.name: f.sha256 for f in pull.files if f.sha256}
+    yield PullStatus(status="pulling manifest")
     async for event in run_pull(pull, policy):
         if event.status == "success":
             rt.registry.list()
-        yield _status(event)
+            yield PullStatus(status="writing manifest")
+        yield _status(event, digests)

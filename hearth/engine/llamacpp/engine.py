@@ -123,6 +123,7 @@ class LlamaCppCore:
             add_bos=self.model.add_bos,
             sampling_defaults=self._sampling_defaults(),
             n_embd=llama_cpp.llama_model_n_embd_out(self.model.ptr) or self.model.n_embd,
+            fim=self.model.fim_tokens(),
         )
         compute.attach(self.worker)
 

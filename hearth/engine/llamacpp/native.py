@@ -141,6 +141,13 @@ class NativeModel:
     def detokenize(self, tokens: list[int]) -> str:
         return b"".join(self.piece(t) for t in tokens).decode("utf-8", "replace")
 
+    def fim_tokens(self) -> tuple[int, int, int] | None:
+        """(prefix, suffix, middle) fill-in-the-middle tokens, or None if any is missing."""
+        v = self.vocab
+        ids = (llama_cpp.llama_vocab_fim_pre(v), llama_cpp.llama_vocab_fim_suf(v))
+        tokens = (*ids, llama_cpp.llama_vocab_fim_mid(v))
+        return tokens if all(0 <= t < self.n_vocab for t in tokens) else None
+
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
 

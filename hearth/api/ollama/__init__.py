@@ -1,0 +1,1 @@
+"""Ollama's native API: generation (chat, generate, embeddings) and model management."""
