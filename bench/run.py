@@ -6,6 +6,7 @@
     python -m bench.run --suite compute   # fresh vs after embeddings / a second model
     python -m bench.run --suite overhead  # per-request cost against an earlier commit
     python -m bench.run --suite dialects  # /v1/messages and /api/chat against chat completions
+    python -m bench.run --suite responses # chained responses vs cold history; the store's cost
 
 Writes a Markdown report (default docs/benchmarks.md, section per suite)."""
 
@@ -26,6 +27,7 @@ from bench import compute as C
 from bench import dialects as D
 from bench import overhead as O
 from bench import peers as P
+from bench import responses as RS
 from bench.client import RequestResult, Summary, summarise
 from bench.workloads import (
     Tokenizer,
@@ -293,6 +295,7 @@ FLOWS: dict[str, Callable[..., str]] = {
     "compute": C.compute,
     "overhead": O.overhead,  # against an earlier commit (--baseline)
     "dialects": D.dialects,  # /v1/messages and /api/chat against /v1/chat/completions
+    "responses": RS.responses,  # previous_response_id against cold full history; the store
 }
 
 

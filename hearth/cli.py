@@ -111,6 +111,13 @@ def serve(
     models_config: Annotated[
         Path | None, typer.Option(help='JSON file of per-model settings {"models": [...]}.')
     ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Directory of the database and archived conversations.")
+    ] = None,
+    responses_ttl: Annotated[
+        str | None,
+        typer.Option(help="Keep stored responses this long after last use: 30d, 12h; 0 forever."),
+    ] = None,
 ) -> None:
     """Start the server."""
     flags = {k: v for k, v in locals().items() if v is not None}

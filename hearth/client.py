@@ -9,7 +9,7 @@ Return values are the same pydantic objects the server sends on the wire."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,6 +22,14 @@ from hearth.api.anthropic.protocol import (
 )
 from hearth.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from hearth.api.completions.protocol import Completion, CompletionRequest
+from hearth.api.conversations.protocol import (
+    Conversation,
+    ConversationCreateParams,
+    ConversationDeletedResource,
+    ConversationItemList,
+    ConversationUpdateParams,
+    ItemCreateParams,
+)
 from hearth.api.embeddings.protocol import CreateEmbeddingResponse, EmbeddingRequest
 from hearth.api.lifecycle import service as lifecycle
 from hearth.api.lifecycle.protocol import (
@@ -38,6 +46,13 @@ from hearth.api.models.service import get_model, list_models
 from hearth.api.ollama import protocol as ollama
 from hearth.api.pull import service as pulling
 from hearth.api.pull.protocol import PullRequest, PullStatus
+from hearth.api.responses.protocol import (
+    DeletedResponse,
+    InputItemList,
+    Response,
+    ResponseCreateRequest,
+)
+from hearth.api.responses.protocol import StreamEvent as ResponseStreamEvent
 from hearth.errors import InvalidRequestError
 from hearth.models.manager import EngineFactory
 from hearth.pipeline.events import KeepAlive
@@ -119,6 +134,107 @@ class _Messages:
         return await self._rt.messages.count_tokens(_request(MessageCountTokensParams, fields))
 
 
+RawItems = list[Any]  # named outside the class, whose `list` method hides the builtin
+Order = Literal["asc", "desc"]
+
+
+class _ResponseInputItems:
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+
+    async def list(
+        self,
+        response_id: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+    ) -> InputItemList:
+        """As GET /v1/responses/{id}/input_items: the input the model saw, a page of it."""
+        return await self._rt.responses.input_items(
+            response_id, after=after, before=before, limit=limit, order=order
+        )
+
+
+class _Responses:
+    """The Responses API, stored in the same database as the server's."""
+
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+        self.input_items = _ResponseInputItems(rt)
+
+    async def create(self, **fields: Any) -> Response | AsyncIterator[ResponseStreamEvent]:
+        """Same fields as POST /v1/responses; stream=True gives an async iterator of events."""
+        created = await self._rt.responses.create(_request(ResponseCreateRequest, fields))
+        if isinstance(created.result, Response):
+            return created.result
+        return _without_keepalives(created.result)
+
+    async def retrieve(self, response_id: str) -> Response:
+        return await self._rt.responses.retrieve(response_id)
+
+    async def delete(self, response_id: str) -> DeletedResponse:
+        return await self._rt.responses.delete(response_id)
+
+    async def cancel(self, response_id: str) -> Response:
+        """Stop a response still generating."""
+        return await self._rt.responses.cancel(response_id)
+
+
+class _ConversationItems:
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+
+    async def list(
+        self,
+        conversation_id: str,
+        *,
+        after: str | None = None,
+        limit: int = 20,
+        order: str = "desc",
+    ) -> ConversationItemList:
+        """As GET /v1/conversations/{id}/items: newest first unless order="asc"."""
+        return await self._rt.conversations.list_items(
+            conversation_id, after=after, limit=limit, order=order
+        )
+
+    async def create(self, conversation_id: str, *, items: RawItems) -> ConversationItemList:
+        """Append up to 20 items (Responses input items)."""
+        params = _request(ItemCreateParams, {"items": items})
+        return await self._rt.conversations.create_items(conversation_id, params)
+
+    async def retrieve(self, conversation_id: str, item_id: str) -> dict[str, Any]:
+        return await self._rt.conversations.retrieve_item(conversation_id, item_id)
+
+    async def delete(self, conversation_id: str, item_id: str) -> Conversation:
+        """Delete an item; returns the conversation."""
+        return await self._rt.conversations.delete_item(conversation_id, item_id)
+
+
+class _Conversations:
+    """The Conversations API: conversations kept in the store, and their items."""
+
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+        self.items = _ConversationItems(rt)
+
+    async def create(self, **fields: Any) -> Conversation:
+        """Same fields as POST /v1/conversations (items, metadata)."""
+        return await self._rt.conversations.create(_request(ConversationCreateParams, fields))
+
+    async def retrieve(self, conversation_id: str) -> Conversation:
+        return await self._rt.conversations.retrieve(conversation_id)
+
+    async def update(self, conversation_id: str, *, metadata: dict[str, str]) -> Conversation:
+        """Replace the conversation's metadata."""
+        params = _request(ConversationUpdateParams, {"metadata": metadata})
+        return await self._rt.conversations.update(conversation_id, params)
+
+    async def delete(self, conversation_id: str) -> ConversationDeletedResource:
+        return await self._rt.conversations.delete(conversation_id)
+
+
 OllamaLine = ollama.ChatResponse | ollama.GenerateResponse
 
 
@@ -196,7 +312,9 @@ class Hearth:
         self.embeddings = _Embeddings(self.runtime)
         self.messages = _Messages(self.runtime)  # Anthropic's Messages API
         self.ollama = _Ollama(self.runtime)  # Ollama's /api/chat, generate, embed
+        self.responses = _Responses(self.runtime)
         self.models = _Models(self.runtime)
+        self.conversations = _Conversations(self.runtime)
 
     async def close(self) -> None:
         """Unload every model and stop their worker threads."""

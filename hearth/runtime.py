@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 from hearth.api.anthropic.service import MessagesService
 from hearth.api.chat.service import ChatCompletionsService
 from hearth.api.completions.service import CompletionsService
+from hearth.api.conversations.service import ConversationsService
 from hearth.api.embeddings.service import EmbeddingsService
 from hearth.api.ollama.service import OllamaService
+from hearth.api.responses.service import ResponsesService
 from hearth.engine.base import resolve_ctx_size
 from hearth.errors import ConfigError, InvalidModelFile, ModelNotFound
 from hearth.models.gguf_header import GGUFError
@@ -23,6 +25,7 @@ from hearth.models.registry import ModelEntry, Registry
 from hearth.models.validate import found_at, validate_model
 from hearth.pipeline.run import Pipeline
 from hearth.settings import Settings
+from hearth.store import Store
 
 if TYPE_CHECKING:
     from hearth.engine.base import Engine
@@ -128,16 +131,20 @@ class Runtime:
     messages: MessagesService
     embeddings: EmbeddingsService
     ollama: OllamaService
+    store: Store
+    conversations: ConversationsService
+    responses: ResponsesService
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     preloaded: bool = False  # the start-up models have loaded (they may unload later)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     async def close(self) -> None:
-        """Unload every model, then release what the engines shared."""
+        """Unload every model, then release what the engines shared, then the store."""
         await self.models.close()
         for close in self.closers:
             close()
+        self.store.close()
 
     def context_window(self, entry: ModelEntry) -> int:
         """The context one request may use for this model, loaded or not."""
@@ -190,6 +197,11 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         models.keep_forever(model_id)
     pipeline = Pipeline(models, reasoning_format=settings.reasoning_format)
     embeddings = EmbeddingsService(models)
+    store = Store(
+        settings.database_path,
+        ttl_seconds=settings.responses_ttl_seconds,
+        archive_dir=settings.archive_dir,
+    )
     return Runtime(
         settings=settings,
         registry=registry,
@@ -200,6 +212,9 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         messages=MessagesService(pipeline),
         embeddings=embeddings,
         ollama=OllamaService(pipeline, models, embeddings),
+        store=store,
+        conversations=ConversationsService(store),
+        responses=ResponsesService(pipeline, store),
         preload=preload,
         closers=closers,
     )

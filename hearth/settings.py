@@ -19,6 +19,7 @@ from hearth.errors import ConfigError
 from hearth.models.config import ModelConfig, parse_models, read_models_file
 from hearth.models.keepalive import DEFAULT_KEEP_ALIVE, KeepAliveValue, parse_keep_alive
 from hearth.models.memory import memory_budget
+from hearth.store.retention import DEFAULT_TTL, parse_ttl
 
 APP_NAME = "hearth"
 
@@ -38,6 +39,11 @@ FILE_ONLY = {"models"}  # tables of the config file, never flags or environment 
 def default_models_dir() -> Path:
     """Where models live unless told otherwise: the user data directory."""
     return Path(platformdirs.user_data_dir(APP_NAME)) / "models"
+
+
+def default_data_dir() -> Path:
+    """Where Hearth keeps its database and archives unless told otherwise."""
+    return Path(platformdirs.user_data_dir(APP_NAME))
 
 
 def default_config_file() -> Path:
@@ -87,9 +93,19 @@ class Settings(BaseModel):
     models_config: Path | None = None
     models: list[ModelConfig] = Field(default_factory=list)
     hf_endpoint: str | None = None
+    # -- the store --
+    # Looked up when a Settings is made, so a test can point it at its tmp_path.
+    data_dir: Path = Field(default_factory=lambda: default_data_dir())
+    responses_ttl: str | float = DEFAULT_TTL
 
     @field_validator(
-        "models_dir", "chat_template_file", "config", "models_config", "draft_model", mode="after"
+        "models_dir",
+        "chat_template_file",
+        "config",
+        "models_config",
+        "draft_model",
+        "data_dir",
+        mode="after",
     )
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
@@ -106,6 +122,28 @@ class Settings(BaseModel):
     def _max_memory(cls, value: str) -> str:
         memory_budget(value)
         return value
+
+    @field_validator("responses_ttl", mode="after")
+    @classmethod
+    def _responses_ttl(cls, value: str | float) -> str | float:
+        parse_ttl(value)
+        return value
+
+    @property
+    def responses_ttl_seconds(self) -> float | None:
+        """How long stored responses and conversations live after their last use (None:
+        for good)."""
+        return parse_ttl(self.responses_ttl)
+
+    @property
+    def database_path(self) -> Path:
+        """The store's SQLite file."""
+        return self.data_dir / "hearth.db"
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where expired conversations are archived, one JSON file each."""
+        return self.data_dir / "conversation_logs"
 
     @property
     def keep_alive_seconds(self) -> float:

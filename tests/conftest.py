@@ -6,8 +6,19 @@ from pathlib import Path
 
 import pytest
 
+import hearth.settings
 from hearth.models.packaged import GEMMA3, STARTER, ensure_packaged
 from hearth.settings import default_models_dir
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test writes Hearth's database in the user's data directory: settings made in this
+    process default to a tmp dir, and so do servers and CLIs started with os.environ."""
+    data = tmp_path / "hearth-data"
+    monkeypatch.setattr(hearth.settings, "default_data_dir", lambda: data)
+    monkeypatch.setenv("HEARTH_DATA_DIR", str(data))
+    return data
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from hearth import __version__
 from hearth.api.anthropic.router import router as anthropic_router
 from hearth.api.chat.router import router as chat_router
 from hearth.api.completions.router import router as completions_router
+from hearth.api.conversations.router import router as conversations_router
 from hearth.api.embeddings.router import router as embeddings_router
 from hearth.api.errors import install_error_handlers
 from hearth.api.lifecycle.router import router as lifecycle_router
@@ -27,11 +28,13 @@ from hearth.api.models.router import router as models_router
 from hearth.api.ollama.models_router import router as ollama_models_router
 from hearth.api.ollama.router import router as ollama_router
 from hearth.api.pull.router import router as pull_router
+from hearth.api.responses.router import router as responses_router
 from hearth.api.system.router import router as system_router
 from hearth.errors import HearthError
 from hearth.models.manager import EngineFactory
 from hearth.runtime import Runtime, build_runtime
 from hearth.settings import Settings
+from hearth.store.retention import retention_interval, start_retention
 
 log = logging.getLogger("hearth")
 
@@ -48,12 +51,14 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         preload = asyncio.create_task(_preload(rt), name="preload")
+        retention = start_retention(rt.store, retention_interval(rt.store.ttl_seconds))
         try:
             yield
         finally:
-            preload.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await preload
+            for task in (preload, retention):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await rt.close()
             log.info("Hearth stopped: models unloaded")
 
@@ -63,8 +68,10 @@ def create_app(
     routers = (
         chat_router,
         completions_router,
+        conversations_router,
         embeddings_router,
         anthropic_router,
+        responses_router,
         ollama_router,
         models_router,
         system_router,

@@ -83,6 +83,17 @@ class EventStreamResponse(Response):
         await send({"type": "http.response.body", "body": self.frame_error(exc), "more_body": True})
 
 
+class NamedEventStream(EventStreamResponse):
+    """SSE with an `event: <type>` line before each data line (Anthropic's and the Responses
+    API's framing), no terminator: the stream ends after its last event."""
+
+    terminator = b""
+
+    def frame(self, item: BaseModel) -> bytes:
+        kind = getattr(item, "type", "message")
+        return f"event: {kind}\ndata: ".encode() + item.model_dump_json().encode() + b"\n\n"
+
+
 async def _watch_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass

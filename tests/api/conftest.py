@@ -29,7 +29,12 @@ def make_app(tmp_path: Path) -> Callable[..., FastAPI]:
     write_tiny_gguf(tmp_path / "models" / f"{FAKE_ID}.gguf")
 
     def build(**overrides: Any) -> FastAPI:
-        flags = {"models_dir": tmp_path / "models", "config": tmp_path / "none.toml", **overrides}
+        flags = {
+            "models_dir": tmp_path / "models",
+            "config": tmp_path / "none.toml",
+            "data_dir": tmp_path / "data",
+            **overrides,
+        }
         (tmp_path / "none.toml").touch()
         settings = load_settings(flags, environ={})
 

@@ -61,8 +61,10 @@ def start_server(
     wait_ready: bool = True,
     models_dir: Path | None = None,
     config: Path | None = None,
+    data_dir: Path | None = None,
 ) -> RunningServer:
-    """`hearth serve` on a free port; `model` (if any) loads at start."""
+    """`hearth serve` on a free port; `model` (if any) loads at start. Its database lives in
+    `data_dir` (default: a fresh one under `tmp`), never in the user's data directory."""
     port = free_port()
     log = tmp / f"server-{port}.log"
     models_dir = models_dir or tmp / "models"
@@ -76,6 +78,8 @@ def start_server(
         str(port),
         "--models-dir",
         str(models_dir),
+        "--data-dir",
+        str(data_dir or tmp / "data"),
         *(["--model", str(model)] if model is not None else []),
         *args,
     ]

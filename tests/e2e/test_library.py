@@ -11,10 +11,12 @@ from hearth import Hearth
 from hearth.api.anthropic.protocol import Message as AnthropicMessage
 from hearth.api.chat.protocol import ChatCompletion, ChatCompletionChunk
 from hearth.api.ollama.protocol import ChatResponse
+from hearth.api.responses.protocol import Response
 from hearth.errors import ModelNotFound
 from tests.e2e.conftest import STARTER_ID
 
 pytestmark = pytest.mark.e2e
+TERMINAL = ("response.completed", "response.incomplete")
 
 
 def test_library_chat_and_stream(starter_model: Path, tmp_path: Path) -> None:
@@ -57,5 +59,23 @@ def test_library_chat_and_stream(starter_model: Path, tmp_path: Path) -> None:
             assert got[-1].done and got[-1].eval_count == whole.eval_count
             vectors = await h.ollama.embed(model=STARTER_ID, input=["a", "b"])
             assert len(vectors.embeddings) == 2
+            # Responses, stored in the library's own database and continued from it.
+            first = await h.responses.create(
+                model=STARTER_ID, input="Say hello.", max_output_tokens=8, temperature=0
+            )
+            assert isinstance(first, Response) and first.output_text == text
+            events = await h.responses.create(
+                model=STARTER_ID,
+                input="Again.",
+                previous_response_id=first.id,
+                max_output_tokens=8,
+                stream=True,
+            )
+            kinds = [e.type async for e in events]  # type: ignore[union-attr]
+            assert kinds[0] == "response.created" and kinds[-1] in TERMINAL
+            assert (await h.responses.retrieve(first.id)).output_text == text
+            page = await h.responses.input_items.list(first.id)
+            assert len(page.data) == 1
+            await h.responses.delete(first.id)
 
     asyncio.run(main())

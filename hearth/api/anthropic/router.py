@@ -5,27 +5,21 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 from starlette.responses import Response
 
 from hearth.api.anthropic import protocol as wire
 from hearth.api.deps import json_response, runtime
-from hearth.api.streaming import EventStreamResponse, cancel_on_disconnect
+from hearth.api.streaming import NamedEventStream, cancel_on_disconnect
 from hearth.errors import HearthError
 
 router = APIRouter()
 
 
-class AnthropicEventStream(EventStreamResponse):
-    """Named SSE events (`event: <type>`), `ping` as the keep-alive, no terminator: the
-    stream ends after message_stop, or after an `error` event."""
+class AnthropicEventStream(NamedEventStream):
+    """Named SSE events, `ping` as the keep-alive: the stream ends after message_stop, or
+    after an `error` event."""
 
-    terminator = b""
     keep_alive = b'event: ping\ndata: {"type": "ping"}\n\n'
-
-    def frame(self, item: BaseModel) -> bytes:
-        kind = getattr(item, "type", "message")
-        return f"event: {kind}\ndata: ".encode() + item.model_dump_json().encode() + b"\n\n"
 
     def frame_error(self, exc: HearthError) -> bytes:
         return b"event: error\ndata: " + json.dumps(wire.error_body(exc)).encode() + b"\n\n"
