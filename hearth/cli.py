@@ -118,6 +118,17 @@ def serve(
         str | None,
         typer.Option(help="Keep stored responses this long after last use: 30d, 12h; 0 forever."),
     ] = None,
+    mcp_config: Annotated[
+        Path | None, typer.Option(help='MCP servers file {"mcpServers": {...}} [mcp.json].')
+    ] = None,
+    mcp_eager: Annotated[
+        bool | None,
+        typer.Option("--mcp-eager/--no-mcp-eager", help="Start MCP servers now, not on first use."),
+    ] = None,
+    mcp_allow_urls: Annotated[
+        list[str] | None,
+        typer.Option(help="Origins a request's MCP server_url may name (repeatable)."),
+    ] = None,
 ) -> None:
     """Start the server."""
     flags = {k: v for k, v in locals().items() if v is not None}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from hearth.api.anthropic.protocol import Message as AnthropicMessage
 from hearth.api.anthropic.protocol import (
@@ -41,9 +41,12 @@ from hearth.api.lifecycle.protocol import (
     UnloadRequest,
     UnloadResponse,
 )
+from hearth.api.mcp import service as mcp_service
+from hearth.api.mcp.protocol import McpServerInfo, McpServerList
 from hearth.api.models.protocol import Model, ModelList
 from hearth.api.models.service import get_model, list_models
 from hearth.api.ollama import protocol as ollama
+from hearth.api.protocol import validated
 from hearth.api.pull import service as pulling
 from hearth.api.pull.protocol import PullRequest, PullStatus
 from hearth.api.responses.protocol import (
@@ -53,25 +56,16 @@ from hearth.api.responses.protocol import (
     ResponseCreateRequest,
 )
 from hearth.api.responses.protocol import StreamEvent as ResponseStreamEvent
-from hearth.errors import InvalidRequestError
 from hearth.models.manager import EngineFactory
 from hearth.pipeline.events import KeepAlive
 from hearth.runtime import Runtime, build_runtime
+from hearth.session import Session
 from hearth.settings import Settings, load_settings
 
-R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
 
 
-def _request(cls: type[R], fields: dict[str, Any]) -> R:
-    try:
-        return cls.model_validate(fields)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        param = ".".join(str(p) for p in err["loc"]) or None
-        raise InvalidRequestError(
-            f"invalid value for '{param}': {err['msg']}", param=param
-        ) from None
+_request = validated
 
 
 async def _without_keepalives(items: AsyncIterator[T | KeepAlive]) -> AsyncIterator[T]:
@@ -295,6 +289,21 @@ class _Models:
         return pulling.progress(self._rt, plan)
 
 
+class _Mcp:
+    """The MCP servers of --mcp-config (as /v1/mcp/...)."""
+
+    def __init__(self, rt: Runtime):
+        self._rt = rt
+
+    async def tools(self) -> McpServerList:
+        """Every configured server with its status and tools (starting the enabled ones)."""
+        return await mcp_service.list_servers(self._rt.mcp)
+
+    async def restart(self, name: str) -> McpServerInfo:
+        """Stop one server and start it again."""
+        return await mcp_service.restart(self._rt.mcp, name)
+
+
 class Hearth:
     """A Hearth runtime in this process. Settings as for `hearth serve` (same names)."""
 
@@ -315,10 +324,23 @@ class Hearth:
         self.responses = _Responses(self.runtime)
         self.models = _Models(self.runtime)
         self.conversations = _Conversations(self.runtime)
+        self.mcp = _Mcp(self.runtime)
 
     async def close(self) -> None:
-        """Unload every model and stop their worker threads."""
+        """Stop the MCP servers, unload every model and stop their worker threads."""
         await self.runtime.close()
+
+    def session(
+        self,
+        *,
+        model: str,
+        instructions: str | None = None,
+        mcp: Literal["all"] | list[str] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Session:
+        """A multi-turn conversation on the Responses API: each send continues the last
+        response; `mcp` names servers of mcp.json (or "all") whose tools Hearth runs."""
+        return Session(self.runtime, model=model, instructions=instructions, mcp=mcp, tools=tools)
 
     async def __aenter__(self) -> Hearth:
         return self

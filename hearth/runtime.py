@@ -3,8 +3,9 @@ the services. The HTTP app and the in-process library both sit on one of these."
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,13 +19,15 @@ from hearth.api.ollama.service import OllamaService
 from hearth.api.responses.service import ResponsesService
 from hearth.engine.base import resolve_ctx_size
 from hearth.errors import ConfigError, InvalidModelFile, ModelNotFound
+from hearth.mcp.config import ServerConfig, load_mcp_config
+from hearth.mcp.manager import McpManager
 from hearth.models.gguf_header import GGUFError
 from hearth.models.manager import EngineFactory, ModelManager, Policy
 from hearth.models.memory import estimate_bytes
 from hearth.models.registry import ModelEntry, Registry
 from hearth.models.validate import found_at, validate_model
 from hearth.pipeline.run import Pipeline
-from hearth.settings import Settings
+from hearth.settings import Settings, default_mcp_config
 from hearth.store import Store
 
 if TYPE_CHECKING:
@@ -134,13 +137,16 @@ class Runtime:
     store: Store
     conversations: ConversationsService
     responses: ResponsesService
+    mcp: McpManager
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     preloaded: bool = False  # the start-up models have loaded (they may unload later)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     async def close(self) -> None:
-        """Unload every model, then release what the engines shared, then the store."""
+        """Stop the MCP servers, unload every model, then release what the engines shared,
+        then the store."""
+        await self.mcp.close()
         await self.models.close()
         for close in self.closers:
             close()
@@ -159,8 +165,18 @@ class Runtime:
         return min(configured, window) if configured else window
 
 
+def mcp_servers(settings: Settings, environ: Mapping[str, str]) -> dict[str, ServerConfig]:
+    """The servers of --mcp-config; none when the default file is absent."""
+    path = settings.mcp_config
+    if path == default_mcp_config() and not path.exists():
+        return {}
+    return load_mcp_config(path, environ)
+
+
 def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> Runtime:
     """Registry, model manager and services for these settings."""
+    # Read before anything starts, so a bad mcp.json stops start-up with its message.
+    mcp = McpManager(mcp_servers(settings, os.environ), allow_urls=settings.mcp_allow_urls)
     registry = Registry(settings.models_dir, configs=settings.models)
     preload = []
     for name in settings.model:
@@ -214,7 +230,8 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         ollama=OllamaService(pipeline, models, embeddings),
         store=store,
         conversations=ConversationsService(store),
-        responses=ResponsesService(pipeline, store),
+        responses=ResponsesService(pipeline, store, mcp),
+        mcp=mcp,
         preload=preload,
         closers=closers,
     )

@@ -16,7 +16,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hearth.errors import ConfigError
-from hearth.models.config import ModelConfig, parse_models, read_models_file
+from hearth.models.config import MAX_CTX, ModelConfig, parse_models, read_models_file
 from hearth.models.keepalive import DEFAULT_KEEP_ALIVE, KeepAliveValue, parse_keep_alive
 from hearth.models.memory import memory_budget
 from hearth.store.retention import DEFAULT_TTL, parse_ttl
@@ -32,7 +32,7 @@ LEGACY_ENV = {
     "hf_endpoint": "HF_ENDPOINT",
 }
 
-LIST_FIELDS = {"model", "cors_origins"}
+LIST_FIELDS = {"model", "cors_origins", "mcp_allow_urls"}
 FILE_ONLY = {"models"}  # tables of the config file, never flags or environment variables
 
 
@@ -51,6 +51,11 @@ def default_config_file() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
 
 
+def default_mcp_config() -> Path:
+    """The MCP servers file read at start-up when it exists (beside config.toml)."""
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "mcp.json"
+
+
 class Settings(BaseModel):
     """Server-wide settings. Per-request fields never live here."""
 
@@ -60,7 +65,7 @@ class Settings(BaseModel):
     port: int = Field(11434, ge=0, le=65535)
     model: list[str] = Field(default_factory=list)
     models_dir: Path = Field(default_factory=default_models_dir)
-    ctx_size: int | None = Field(None, ge=64)
+    ctx_size: int | None = Field(None, ge=64, le=MAX_CTX)
     parallel: int = Field(4, ge=1, le=64)
     threads: int | None = Field(None, ge=1)
     threads_batch: int | None = Field(None, ge=1)
@@ -97,6 +102,10 @@ class Settings(BaseModel):
     # Looked up when a Settings is made, so a test can point it at its tmp_path.
     data_dir: Path = Field(default_factory=lambda: default_data_dir())
     responses_ttl: str | float = DEFAULT_TTL
+    # -- MCP servers --
+    mcp_config: Path = Field(default_factory=lambda: default_mcp_config())
+    mcp_eager: bool = False
+    mcp_allow_urls: list[str] = Field(default_factory=list)
 
     @field_validator(
         "models_dir",
@@ -105,6 +114,7 @@ class Settings(BaseModel):
         "models_config",
         "draft_model",
         "data_dir",
+        "mcp_config",
         mode="after",
     )
     @classmethod

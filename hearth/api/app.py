@@ -18,6 +18,7 @@ from hearth.api.conversations.router import router as conversations_router
 from hearth.api.embeddings.router import router as embeddings_router
 from hearth.api.errors import install_error_handlers
 from hearth.api.lifecycle.router import router as lifecycle_router
+from hearth.api.mcp.router import router as mcp_router
 from hearth.api.middleware import (
     ApiKeyMiddleware,
     BodySizeLimitMiddleware,
@@ -52,6 +53,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         preload = asyncio.create_task(_preload(rt), name="preload")
         retention = start_retention(rt.store, retention_interval(rt.store.ttl_seconds))
+        await rt.mcp.start(eager=settings.mcp_eager)  # failures are recorded, never raised
         try:
             yield
         finally:
@@ -72,6 +74,7 @@ def create_app(
         embeddings_router,
         anthropic_router,
         responses_router,
+        mcp_router,
         ollama_router,
         models_router,
         system_router,

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 
+from hearth.errors import InvalidRequestError
 from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
 
 log = logging.getLogger("hearth.api")
@@ -94,6 +103,22 @@ class SamplingRequest(OpenAIRequest):
     def keep_alive_seconds(self) -> float | None:
         """The request's keep_alive in seconds (math.inf: forever), or None when unset."""
         return keep_alive_seconds(self.keep_alive)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(cls: type[M], fields: dict[str, Any]) -> M:
+    """A request model from the library's keyword fields; a bad one is the same 400 the
+    route would answer, naming the field."""
+    try:
+        return cls.model_validate(fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = ".".join(str(p) for p in err["loc"]) or None
+        raise InvalidRequestError(
+            f"invalid value for '{param}': {err['msg']}", param=param
+        ) from None
 
 
 def legacy_name(data: object) -> object:

@@ -83,6 +83,18 @@ class EventStreamResponse(Response):
         await send({"type": "http.response.body", "body": self.frame_error(exc), "more_body": True})
 
 
+@contextlib.asynccontextmanager
+async def closing(items: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
+    """`items`, closed on the way out (an async generator's `aclose`): the work behind it
+    ends now, not when the garbage collector finds it."""
+    try:
+        yield items
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class NamedEventStream(EventStreamResponse):
     """SSE with an `event: <type>` line before each data line (Anthropic's and the Responses
     API's framing), no terminator: the stream ends after its last event."""

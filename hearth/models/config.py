@@ -33,6 +33,9 @@ _TAG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 TAGGED = {"tagged": True}
 
 
+MAX_CTX = 1 << 20
+
+
 def check_model_id(value: str, *, tagged: bool = False) -> str:
     """A configured id or alias, lower-cased; refused if it could not come from a file name.
     With `tagged`, one `:tag` may follow; `:latest` is Ollama's default tag and is dropped."""
@@ -57,10 +60,11 @@ class SamplingDefaults(BaseModel):
 
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, ge=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=2**31 - 1)  # llama.cpp takes an int32
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(None, gt=0.0)
-    repeat_last_n: int | None = Field(None, ge=0)
+    # llama.cpp allocates a ring buffer of this many tokens per sequence.
+    repeat_last_n: int | None = Field(None, ge=0, le=1 << 20)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
 
@@ -78,7 +82,11 @@ class ModelConfig(BaseModel):
     path: Path | None = None
     aliases: list[str] = Field(default_factory=list)
     ctx_size: int | None = Field(
-        None, ge=64, validation_alias=AliasChoices("ctx_size", "context_window")
+        # At most 2**20: times --parallel (<= 64) it stays within llama.cpp's uint32 n_ctx.
+        None,
+        ge=64,
+        le=MAX_CTX,
+        validation_alias=AliasChoices("ctx_size", "context_window"),
     )
     max_output_tokens: int | None = Field(None, ge=1)
     parallel: int | None = Field(None, ge=1, le=64)

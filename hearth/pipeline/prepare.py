@@ -178,7 +178,7 @@ def rendered(
     return plan, model.engine.tokenize(plan.prompt, add_special=add_special)
 
 
-def infill(engine: Engine, before: str, after: str) -> list[int]:
+def infill(engine: Engine, before: str, after: str, *, bos: bool = True) -> list[int]:
     """A fill-in-the-middle prompt, as llama.cpp's server writes it: [BOS] PRE before SUF
     after MID; the model writes what goes between."""
     fim = engine.info.fim
@@ -189,7 +189,8 @@ def infill(engine: Engine, before: str, after: str) -> list[int]:
             param="suffix",
         )
     pre, suf, mid = fim
-    head = engine.tokenize("", add_special=True)  # the BOS token, if the model wants one
+    # The BOS token, if the model wants one and this starts the sequence.
+    head = engine.tokenize("", add_special=True) if bos else []
     before_ids, after_ids = engine.tokenize_many([before, after], add_special=False)
     return [*head, pre, *before_ids, suf, *after_ids, mid]
 
@@ -226,7 +227,8 @@ def prepare(
         if request.suffix is not None:
             if len(request.prompts) != 1 or not isinstance(request.prompts[0], str):
                 raise InvalidRequestError("a suffix needs one text prompt", param="suffix")
-            prompts = [infill(engine, request.prompts[0], request.suffix)]
+            before = request.prompts[0]
+            prompts = [infill(engine, before, request.suffix, bos=not request.context)]
         else:
             prompts = tokenized_items(
                 request.prompts,

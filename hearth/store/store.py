@@ -40,7 +40,9 @@ class StoredResponse:
     input_items: list[Item]  # this turn's input items (ids assigned by the caller)
     output_items: list[Item]  # this turn's output items
     body: dict[str, Any]  # the whole response object as returned to the client
-    events: list[dict[str, Any]] | None = None  # the stream's events; None if not streamed
+    # The events as a stream sent them (every response is made through the same events),
+    # for GET ?stream=true; None for records written without them.
+    events: list[dict[str, Any]] | None = None
 
 
 @dataclass

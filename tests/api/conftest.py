@@ -33,9 +33,12 @@ def make_app(tmp_path: Path) -> Callable[..., FastAPI]:
             "models_dir": tmp_path / "models",
             "config": tmp_path / "none.toml",
             "data_dir": tmp_path / "data",
+            # Never the user's own mcp.json.
+            "mcp_config": tmp_path / "no-mcp.json",
             **overrides,
         }
         (tmp_path / "none.toml").touch()
+        (tmp_path / "no-mcp.json").write_text('{"mcpServers": {}}')
         settings = load_settings(flags, environ={})
 
         def factory(entry: ModelEntry) -> FakeEngine:

@@ -336,7 +336,7 @@ def params(**values: Any) -> dict[str, Any]:
         (params(mirostat=1), "parameters.mirostat", "mirostat"),
         (params(stop=["<x>"]), "parameters.stop", "stop"),
         (params(temperature=9), "parameters.temperature", "temperature"),
-        (params(num_ctx=8), "parameters.num_ctx", "at least 64"),
+        (params(num_ctx=8), "parameters.num_ctx", "from 64 to"),
         (from_base(quantize="q4_K_M"), "quantize", "quantizing"),
         ({"model": "x", "modelfile": "FROM base"}, "modelfile", "Modelfile"),
         ({"model": "x"}, "from", "missing"),

@@ -240,6 +240,13 @@ async def test_truncation_auto_drops_the_oldest_turns(client: httpx.AsyncClient)
             "input.0.call_id",
         ),
         ({"input": []}, 400, "invalid_request", "input"),
+        (
+            {"input": [{"role": "user", "content": "x", "id": 7}]},
+            400,
+            "invalid_request",
+            "input.0.id",
+        ),
+        ({"conversation": {}}, 400, "invalid_request", "conversation"),
         ({"model": "nope"}, 404, "model_not_found", "model"),
         ({"previous_response_id": "resp_missing"}, 404, "not_found", "previous_response_id"),
         ({"conversation": "conv_missing"}, 404, "not_found", "conversation"),
@@ -253,3 +260,23 @@ async def test_bad_requests(
     r = await client.post("/v1/responses", json=body(**extra))
     assert_error(r, status, code, param)
     assert (await client.post("/v1/responses", json=body())).status_code == 200
+
+
+async def test_a_response_is_stored_before_its_stream_ends(app: FastAPI) -> None:
+    """A client that stops reading at response.completed may continue it at once."""
+    from hearth.api.responses.protocol import ResponseCreateRequest
+
+    service = app.state.runtime.responses
+    created = await service.create(ResponseCreateRequest.model_validate(body(stream=True)))
+    stream = created.result
+    async for event in stream:
+        if (
+            getattr(event, "type", "") == "response.completed"
+            or getattr(event, "type", "") == "response.incomplete"
+        ):
+            response_id = event.model_extra["response"]["id"]
+            break
+    follow = ResponseCreateRequest.model_validate(body(previous_response_id=response_id))
+    again = await service.create(follow)  # no 404: it was written before the event went out
+    assert again.result.previous_response_id == response_id
+    await stream.aclose()

@@ -28,7 +28,7 @@ from hearth.api.ollama.models_protocol import (
 from hearth.errors import InvalidRequestError
 from hearth.models.blobs import blob_path, parse_digest, receive_blob
 from hearth.models.capabilities import capabilities, template_source
-from hearth.models.config import ModelConfig, SamplingDefaults
+from hearth.models.config import MAX_CTX, ModelConfig, SamplingDefaults
 from hearth.models.gguf_header import MAX_ARRAY, GGUFHeader, read_header
 from hearth.models.names import copy_model, create_from, create_from_blob
 from hearth.models.registry import ModelEntry
@@ -199,7 +199,7 @@ def _create_settings(request: CreateRequest) -> dict[str, Any]:
         ) from None
     settings: dict[str, Any] = {"sampling": sampling}
     if "num_ctx" in parameters:
-        settings["ctx_size"] = _whole(parameters, "num_ctx", 64)
+        settings["ctx_size"] = _whole(parameters, "num_ctx", 64, MAX_CTX)
     if "num_predict" in parameters:
         # Ollama's -1 (no limit) and -2 (fill the context) are Hearth's default: no cap.
         predict = parameters["num_predict"]
@@ -210,12 +210,12 @@ def _create_settings(request: CreateRequest) -> dict[str, Any]:
     return settings
 
 
-def _whole(parameters: dict[str, Any], name: str, least: int) -> int:
+def _whole(parameters: dict[str, Any], name: str, least: int, most: int = 2**31 - 1) -> int:
     value = parameters[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
         raise InvalidRequestError(
-            f"invalid value for 'parameters.{name}': expected a whole number of at least "
-            f"{least}, got {json.dumps(value)}",
+            f"invalid value for 'parameters.{name}': expected a whole number from {least} "
+            f"to {most}, got {json.dumps(value)}",
             param=f"parameters.{name}",
         )
     return value

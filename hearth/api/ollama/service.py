@@ -10,6 +10,7 @@ from typing import TypeAlias
 from hearth.api.embeddings.service import EmbeddingsService
 from hearth.api.ollama import protocol as wire
 from hearth.api.ollama import translate
+from hearth.api.streaming import closing
 from hearth.models.manager import ModelManager
 from hearth.pipeline.events import Event, KeepAlive
 from hearth.pipeline.prepare import Prepared
@@ -48,17 +49,15 @@ class OllamaService:
         if not request.prompt and request.suffix is None:
             return wire.GenerateResponse(**await self._load_or_unload(request))
         conversation = translate.generate_request(request)
+
+        def render(prepared: Prepared, events: AsyncIterator[Event]) -> Lines:
+            # `context` is tokenized while the stream holds the model (off the loop).
+            return translate.lines(request, events, start, lambda text: _context(prepared, text))
+
+        lines = await self.pipeline.stream(conversation, render)
         if request.stream:
-
-            def render(prepared: Prepared, events: AsyncIterator[Event]) -> Lines:
-                return translate.lines(
-                    request, events, start, lambda text: _context(prepared, text)
-                )
-
-            return await self.pipeline.stream(conversation, render)
-        prepared, result = await self.pipeline.complete(conversation)
-        context = _context(prepared, result.choices[0].text)
-        return translate.generate_response(request, result, start, context)
+            return lines
+        return await _gathered(lines)
 
     async def _load_or_unload(
         self, request: wire.ChatRequest | wire.GenerateRequest
@@ -101,6 +100,25 @@ class OllamaService:
 
     def version(self) -> wire.VersionResponse:
         return wire.VersionResponse(version=OLLAMA_VERSION)
+
+
+async def _gathered(lines: Lines) -> wire.GenerateResponse:
+    """A whole generate answer from its stream's lines: the texts joined into the last."""
+    text: list[str] = []
+    thinking: list[str] = []
+    logprobs: list[wire.Logprob] = []
+    last: wire.GenerateResponse | None = None
+    async with closing(lines) as stream:
+        async for line in stream:
+            if not isinstance(line, wire.GenerateResponse):
+                continue
+            text.append(line.response)
+            thinking.append(line.thinking or "")
+            logprobs += line.logprobs or []
+            last = line
+    assert last is not None and last.done, "a generation ends with its stats"
+    update = {"response": "".join(text), "thinking": "".join(thinking) or None}
+    return last.model_copy(update={**update, "logprobs": logprobs or None})
 
 
 def _context(prepared: Prepared, response: str) -> list[int]:

@@ -223,21 +223,6 @@ def chat_response(
     )
 
 
-def generate_response(
-    request: wire.GenerateRequest, result: ev.Result, start_ns: int, context: list[int]
-) -> wire.GenerateResponse:
-    choice = result.choices[0]
-    return wire.GenerateResponse(
-        response=choice.text,
-        thinking="".join(choice.parts.reasoning) or None,
-        context=context,
-        logprobs=logprobs(choice.logprobs, bool(request.top_logprobs))
-        if request.logprobs
-        else None,
-        **stats(request.model, start_ns, choice.finish, result.usage, result.timings),
-    )
-
-
 Line = wire.ChatResponse | wire.GenerateResponse
 
 

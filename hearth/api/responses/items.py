@@ -27,6 +27,10 @@ ID_PREFIX = {
     "custom_tool_call": "ctc",
     "custom_tool_call_output": "ctco",
     "reasoning": "rs",
+    "mcp_list_tools": "mcpl",
+    "mcp_call": "mcp",
+    "mcp_approval_request": "mcpr",
+    "mcp_approval_response": "mcpa",
 }
 
 
@@ -105,6 +109,8 @@ def checked(
         if kind not in ID_PREFIX:
             raise _fail(at, f"unsupported item type {kind!r}")
         item = {**item, "type": kind}
+        if "id" in item and (not isinstance(item["id"], str) or not item["id"]):
+            raise _fail(f"{at}.id", "must be a non-empty string")
         if kind == "message":
             if item.get("role") not in ROLES:
                 raise _fail(f"{at}.role", f"must be one of {', '.join(ROLES)}")
@@ -118,6 +124,17 @@ def checked(
         elif kind in ("function_call_output", "custom_tool_call_output"):
             _string(at, item, "call_id")
             _text(at, item.get("output"), "output")
+        elif kind in ("mcp_call", "mcp_approval_request"):
+            _string(at, item, "server_label")
+            _string(at, item, "name")
+            if not isinstance(item.get("arguments"), str):
+                raise _fail(f"{at}.arguments", "must be a string")
+        elif kind == "mcp_approval_response":
+            _string(at, item, "approval_request_id")
+            if not isinstance(item.get("approve"), bool):
+                raise _fail(f"{at}.approve", "must be true or false")
+        elif kind == "mcp_list_tools":
+            _string(at, item, "server_label")
         else:  # reasoning: summary and content optional, as Codex sends them
             _text(at, item.get("summary"), "summary")
             _text(at, item.get("content"), "content")
@@ -165,8 +182,17 @@ def turns(items: list[Item]) -> list[Message]:
             )
             names[item["call_id"]] = item["name"]
             assistant().tool_calls.append(ToolCall(item["call_id"], item["name"], args))
-        else:
+        elif kind == "mcp_call":  # a call Hearth ran: the call, then what it returned
+            call = item["id"]
+            assistant().tool_calls.append(ToolCall(call, item["name"], item["arguments"]))
+            result = item.get("output")
+            if result is None:
+                result = f"Error: {json.dumps(item.get('error'))}"
+            out.append(Message("tool", str(result), tool_call_id=call, name=item["name"]))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             call = item["call_id"]
             result = _text("input", item.get("output"), "output")
             out.append(Message("tool", result, tool_call_id=call, name=names.get(call)))
+        # mcp_list_tools: the tools are offered anew; an approval request and its answer:
+        # the call it led to (an mcp_call) is what the model reads.
     return out

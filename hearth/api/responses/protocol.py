@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hearth.api.protocol import OpenAIRequest, WireModel
 from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
@@ -35,6 +35,24 @@ class CustomToolParam(BaseModel):
     format: dict[str, Any] | None = None
 
 
+# require_approval: "never", "always", or per tool: {"never": {"tool_names": [...]}, ...}
+ApprovalPolicy = Literal["never", "always"] | dict[str, Any]
+
+
+class McpToolParam(BaseModel):
+    """A configured MCP server's tools (by `server_label`), run by Hearth itself."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["mcp"]
+    server_label: str = Field(min_length=1, max_length=200)
+    server_url: str | None = Field(None, max_length=2048)
+    allowed_tools: list[str] | dict[str, Any] | None = None
+    require_approval: ApprovalPolicy | None = None
+    headers: dict[str, str] | None = None
+    server_description: str | None = None
+
+
 class OtherToolParam(BaseModel):
     """A tool type Hearth cannot run (web_search, file_search, computer_use...): left out of
     the prompt and named in the x-hearth-ignored-tools header."""
@@ -44,14 +62,21 @@ class OtherToolParam(BaseModel):
     type: str
 
 
-ToolParam = FunctionToolParam | CustomToolParam | OtherToolParam
+# Tried in order: the catch-all last.
+ToolParam = Annotated[
+    FunctionToolParam | CustomToolParam | McpToolParam | OtherToolParam,
+    Field(union_mode="left_to_right"),
+]
 
 
 class NamedToolChoice(BaseModel):
+    """One tool by name: a function, a custom tool, or an MCP server's tool."""
+
     model_config = ConfigDict(extra="ignore")
 
-    type: Literal["function", "custom"]
-    name: str
+    type: Literal["function", "custom", "mcp"]
+    name: str | None = None  # only an MCP choice may leave it out: any of that server's
+    server_label: str | None = None
 
 
 ToolChoiceParam = Literal["auto", "none", "required"] | NamedToolChoice
@@ -111,6 +136,7 @@ class ResponseCreateRequest(OpenAIRequest):
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoiceParam | None = None
     parallel_tool_calls: bool | None = None
+    max_tool_calls: int | None = Field(None, ge=1, le=64)  # MCP calls Hearth runs, at most
     text: TextConfig | None = None
     reasoning: ReasoningParam | None = None
     metadata: dict[str, str] | None = None
@@ -129,6 +155,15 @@ class ResponseCreateRequest(OpenAIRequest):
     @property
     def keep_alive_seconds(self) -> float | None:
         return keep_alive_seconds(self.keep_alive)
+
+    @field_validator("conversation")
+    @classmethod
+    def _conversation(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if isinstance(value, dict) and not (isinstance(value.get("id"), str) and value["id"]):
+            raise ValueError("must be a conversation id, or an object with its `id`")
+        if isinstance(value, str) and not value:
+            raise ValueError("must be a conversation id")
+        return value
 
     @property
     def conversation_id(self) -> str | None:
@@ -191,7 +226,43 @@ class CustomToolCall(WireModel):
     status: ItemStatus | None = None
 
 
-OutputItem = OutputMessage | ReasoningItem | FunctionCall | CustomToolCall
+class McpCallItem(WireModel):
+    type: Literal["mcp_call"] = "mcp_call"
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+    output: str | None = None
+    error: dict[str, Any] | None = None
+    status: Literal["in_progress", "calling", "completed", "incomplete", "failed"]
+    approval_request_id: str | None = None
+
+
+class McpListToolsItem(WireModel):
+    type: Literal["mcp_list_tools"] = "mcp_list_tools"
+    id: str
+    server_label: str
+    tools: list[dict[str, Any]]
+    error: str | None = None
+
+
+class McpApprovalRequestItem(WireModel):
+    type: Literal["mcp_approval_request"] = "mcp_approval_request"
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+
+
+OutputItem = (
+    OutputMessage
+    | ReasoningItem
+    | FunctionCall
+    | CustomToolCall
+    | McpCallItem
+    | McpListToolsItem
+    | McpApprovalRequestItem
+)
 
 
 class InputTokensDetails(WireModel):

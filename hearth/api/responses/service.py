@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hearth.api.responses import items as it
+from hearth.api.responses import mcp, translate
 from hearth.api.responses import protocol as wire
-from hearth.api.responses import translate
-from hearth.errors import ContextLengthExceeded, InvalidRequestError, NotFoundError
+from hearth.api.streaming import closing
+from hearth.errors import ContextLengthExceeded, HearthError, InvalidRequestError, NotFoundError
+from hearth.mcp.manager import McpManager
 from hearth.pipeline.events import Event, KeepAlive
 from hearth.pipeline.prepare import Prepared
 from hearth.pipeline.run import Pipeline
@@ -24,6 +26,7 @@ from hearth.store.store import Store, StoredResponse
 log = logging.getLogger("hearth.api")
 
 Events = AsyncIterator[wire.StreamEvent | KeepAlive]
+MAX_TOOL_CALLS = 8  # MCP calls one response runs unless max_tool_calls says otherwise
 
 
 @dataclass(slots=True)
@@ -41,9 +44,10 @@ def _missing(what: str, value: str, param: str) -> NotFoundError:
 class ResponsesService:
     """POST /v1/responses and the stored responses' routes, without HTTP."""
 
-    def __init__(self, pipeline: Pipeline, store: Store):
+    def __init__(self, pipeline: Pipeline, store: Store, mcp_manager: McpManager):
         self.pipeline = pipeline
         self.store = store
+        self.mcp = mcp_manager
         self._running: dict[str, translate.Turn] = {}
 
     # -- create ---------------------------------------------------------------------------------
@@ -57,22 +61,55 @@ class ResponsesService:
             conv_id = conversation
 
             def resolve(item_id: str) -> it.Item | None:
-                return self.store.get_item(conv_id, item_id)
+                found = self.store.get_item(conv_id, item_id)
+                # A copy under an id of its own: ids stay unique in the conversation.
+                prefix = it.ID_PREFIX.get(found["type"], "item") if found else ""
+                return {**found, "id": it.new_id(prefix)} if found else None
 
         current = it.checked(request.input, resolve=resolve)
         if not current and not history:
             raise InvalidRequestError("input must not be empty", param="input")
         plan = translate.plan(request, history, current)
+        taken = {t.name for t in plan.conversation.tools}
+        tools = await mcp.setup(request, self.mcp, taken, history + current)
+        plan.conversation.tools += tools.tools()
         turn = translate.Turn(
-            translate.skeleton(request, it.new_id("resp"), int(time.time())), plan.custom_tools
+            translate.skeleton(request, it.new_id("resp"), int(time.time())),
+            plan.custom_tools,
+            tools.bindings,
         )
-        events = await self._start(request, plan, turn)
-        run = self._run(request, turn, current, events)
+        approved = self._approved(history, current, tools)
+        first = None if approved else await self._generate(request, plan, turn)
+        run = self._run(request, plan, turn, current, tools, approved, first)
         if request.stream:
             return Created(run, plan.ignored_tools)
         async for _ in run:  # the same events a stream sends, gathered into the object
             pass
         return Created(turn.response, plan.ignored_tools)
+
+    def _approved(
+        self, history: list[it.Item], current: list[it.Item], tools: mcp.Setup
+    ) -> list[tuple[mcp.Binding, it.Item]]:
+        """The approval requests this input approves, with the tool each runs."""
+        requests = {i["id"]: i for i in history if i["type"] == "mcp_approval_request"}
+        out = []
+        for i, item in enumerate(current):
+            if item["type"] != "mcp_approval_response" or not item["approve"]:
+                continue
+            asked = requests.get(item["approval_request_id"])
+            if asked is None:
+                raise InvalidRequestError(
+                    f"no approval request '{item['approval_request_id']}' in this conversation",
+                    param=f"input.{i}.approval_request_id",
+                )
+            binding = tools.bindings.get(asked["name"])
+            if binding is None:
+                raise InvalidRequestError(
+                    f"the tool '{asked['name']}' is not among this request's MCP tools",
+                    param=f"input.{i}",
+                )
+            out.append((binding, asked))
+        return out
 
     async def _history(
         self, request: wire.ResponseCreateRequest
@@ -95,11 +132,11 @@ class ResponsesService:
             return found, conversation
         return [], None
 
-    async def _start(
+    async def _generate(
         self, request: wire.ResponseCreateRequest, plan: translate.Plan, turn: translate.Turn
     ) -> Events:
-        """The pipeline's stream of this turn; with truncation `auto`, the oldest earlier
-        turns are dropped until the prompt fits (never the instructions or this turn's input)."""
+        """One generation's events; with truncation `auto`, the oldest earlier turns are
+        dropped until the prompt fits (never the instructions or this turn's input)."""
 
         def render(prepared: Prepared, events: AsyncIterator[Event]) -> Events:
             engine = prepared.model.engine
@@ -107,7 +144,7 @@ class ResponsesService:
             async def count(text: str) -> int:
                 return len(await asyncio.to_thread(engine.tokenize, text, add_special=False))
 
-            return translate.stream(turn, prepared, events, count)
+            return translate.run_round(turn, events, count)
 
         messages = plan.conversation.messages
         first = 1 if request.instructions else 0
@@ -127,30 +164,91 @@ class ResponsesService:
     async def _run(
         self,
         request: wire.ResponseCreateRequest,
+        plan: translate.Plan,
         turn: translate.Turn,
         current: list[it.Item],
-        events: Events,
+        tools: mcp.Setup,
+        approved: list[tuple[mcp.Binding, it.Item]],
+        events: Events | None,
     ) -> Events:
-        """The events, then the response written to the store, whatever ended it."""
+        """The whole response: created, the MCP listings, then rounds of generation, each
+        followed by the MCP calls it made (run here, their results read by the next round),
+        and one terminal event; then the response is written to the store, whatever ended
+        it."""
         response = turn.response
         self._running[response.id] = turn
+        limit = request.max_tool_calls or MAX_TOOL_CALLS
+        calls = 0
+        saved = False
         try:
-            async for event in events:
+            for event in turn.start():
+                yield event
+            for label, listed, error in tools.listings:
+                for event in turn.listing(
+                    mcp.listing_item(it.new_id("mcpl"), label, listed, error)
+                ):
+                    yield event
+            try:
+                round_start = len(turn.output)
+                for binding, asked in approved:  # calls approved in this input run first
+                    _, opened = turn.approved_call(
+                        binding.label, asked["name"], asked["arguments"], asked["id"]
+                    )
+                    for event in opened:
+                        yield event
+                while True:
+                    if events is not None:
+                        # Closed here, not by the garbage collector: the lease and the
+                        # engine job end with the round, even when the client leaves.
+                        async with closing(events) as round_events:
+                            async for sent in round_events:
+                                yield sent
+                        events = None
+                        if turn.client_calls or turn.awaiting_approval or not turn.pending:
+                            break
+                    # The round's MCP calls run here; the next round reads their results.
+                    for index in turn.pending:
+                        call = turn.output[index]
+                        assert isinstance(call, wire.McpCallItem)
+                        binding = tools.bindings[call.name]
+                        output, failure = await mcp.call(self.mcp, binding, call.arguments)
+                        for event in turn.complete_call(index, output, failure):
+                            yield event
+                    calls += len(turn.pending)
+                    done = [i.model_dump(mode="json") for i in turn.output[round_start:]]
+                    plan.conversation.messages += it.turns(done)
+                    # A forced call was made: the answer after it is free (or, past the
+                    # limit, makes no more calls).
+                    plan.conversation.tool_choice = "none" if calls >= limit else "auto"
+                    plan.conversation.tool_name = None
+                    round_start = len(turn.output)
+                    events = await self._generate(request, plan, turn)
+                terminal = turn.finish()
+            except HearthError as exc:
+                terminal = turn.fail(exc)
+            except Exception as exc:  # a bug: the client still gets the terminal event
+                log.exception("a response failed")
+                terminal = turn.fail(HearthError(f"the response failed: {exc}"))
+            # Stored before the client hears it ended: its next request may continue it.
+            saved = self._save(request, turn, current)
+            for event in terminal:
                 yield event
         finally:
             self._running.pop(response.id, None)
-            if response.status == "in_progress":  # the client went away mid-answer
-                response.status = "cancelled"
-                response.output = list(turn.output)
-                response.output_text = translate.output_text(turn.output)
-            if request.store or request.conversation_id:
-                # Synchronous: this may run while the task is being cancelled, and a few
-                # kilobytes into SQLite take a millisecond.
+            if not saved:  # the client went away mid-answer: it ends cancelled
+                if response.status == "in_progress":
+                    response.status = "cancelled"
+                    response.output = list(turn.output)
+                    response.output_text = translate.output_text(turn.output)
                 self._save(request, turn, current)
 
     def _save(
         self, request: wire.ResponseCreateRequest, turn: translate.Turn, current: list[it.Item]
-    ) -> None:
+    ) -> bool:
+        """Write the response if it is to be kept. Synchronous: this may run while the task
+        is being cancelled, and a few kilobytes into SQLite take a millisecond."""
+        if not (request.store or request.conversation_id):
+            return True
         r = turn.response
         try:
             self.store.put_response(
@@ -167,8 +265,9 @@ class ResponsesService:
                     events=turn.events,
                 )
             )
-        except Exception:  # the answer was sent; losing its record must not break the stream
+        except Exception:  # losing its record must not break the answer itself
             log.exception("could not store response %s", r.id)
+        return True
 
     # -- stored responses -----------------------------------------------------------------------
 
@@ -229,4 +328,4 @@ class ResponsesService:
         if running is None:
             return await self.retrieve(response_id)
         running.cancel_requested = True
-        return running.response
+        return running.response.model_copy(update={"status": "cancelled"})

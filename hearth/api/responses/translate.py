@@ -7,17 +7,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.api.responses import protocol as wire
 from hearth.api.responses.items import Item, new_id, turns
+from hearth.api.responses.mcp import Binding
 from hearth.chat.pieces import Content, Piece, Reasoning, ToolCallArgs, ToolCallEnd, ToolCallStart
 from hearth.engine.base import Usage
-from hearth.errors import HearthError, RequestCancelled
+from hearth.errors import HearthError, InvalidRequestError, RequestCancelled
 from hearth.pipeline import events as ev
-from hearth.pipeline.prepare import Prepared
 from hearth.pipeline.request import (
     ConversationRequest,
     Message,
@@ -90,7 +90,12 @@ def plan(request: wire.ResponseCreateRequest, history: list[Item], current: list
         log.info("responses: tools Hearth cannot run left out: %s", ", ".join(ignored))
     choice = request.tool_choice
     if isinstance(choice, wire.NamedToolChoice):
-        out.tool_name = choice.name
+        if choice.name is None and choice.type != "mcp":
+            raise InvalidRequestError("tool_choice needs the tool's name", param="tool_choice.name")
+        if choice.name is None:
+            out.tool_choice = "required"
+        else:
+            out.tool_name = choice.name
     elif choice is not None:
         out.tool_choice = choice
     out.parallel_tool_calls = request.parallel_tool_calls
@@ -161,14 +166,27 @@ class Turn:
     """One response being made: renders the neutral events as Responses stream events (each
     numbered), and keeps the output items, the events and the final object."""
 
-    def __init__(self, response: wire.Response, custom_tools: set[str]):
+    def __init__(
+        self,
+        response: wire.Response,
+        custom_tools: set[str],
+        mcp: dict[str, Binding] | None = None,
+    ):
         self.response = response
         self.custom = custom_tools
+        self.mcp = mcp or {}
         self.output: list[wire.OutputItem] = []
         self.events: list[dict[str, Any]] = []
         self._open: _Open | None = None
         self._seq = 0
         self.cancel_requested = False
+        # Across the rounds of one response (each MCP call the model makes, then its answer).
+        self.usage = Usage(0, 0, 0)
+        self.reasoning_tokens = 0
+        self.last_finish: ev.Finished | None = None
+        self.pending: list[int] = []  # this round's MCP calls to run: their output indexes
+        self.client_calls = False  # the model called a tool the client runs: the turn ends
+        self.awaiting_approval = False
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -207,8 +225,28 @@ class Turn:
         else:
             assert isinstance(piece, ToolCallStart)
             opened.call_id, opened.name = piece.id, piece.name
-            if piece.name in self.custom:  # sent whole when complete: its input is JSON-wrapped
-                opened.kind = "custom_tool_call"
+            binding = self.mcp.get(piece.name)
+            if piece.name in self.custom or (binding is not None and binding.approval):
+                # Sent whole when complete: a custom call's input is JSON-wrapped, and an
+                # approval request is one item with its arguments.
+                opened.kind = "custom_tool_call" if binding is None else "mcp_approval_request"
+                return out
+            if binding is not None:
+                opened.kind, opened.id = "mcp_call", new_id("mcp")
+                item = wire.McpCallItem(
+                    id=opened.id,
+                    server_label=binding.label,
+                    name=piece.name,
+                    arguments="",
+                    status="in_progress",
+                )
+                out.append(
+                    self._event(
+                        "response.output_item.added", output_index=index, item=self._item(item)
+                    )
+                )
+                at = {"item_id": opened.id, "output_index": index}
+                out.append(self._event("response.mcp_call.in_progress", **at))
                 return out
             item = wire.FunctionCall(
                 id=opened.id, call_id=piece.id, name=piece.name, arguments="", status="in_progress"
@@ -261,7 +299,30 @@ class Turn:
                     "response.content_part.done", **at, content_index=0, part=part_r.model_dump()
                 )
             )
+        elif opened.kind == "mcp_call":  # done once it has run (complete_call)
+            out.append(self._event("response.mcp_call_arguments.done", **at, arguments=text))
+            label = self.mcp[opened.name].label
+            call = wire.McpCallItem(
+                id=opened.id, server_label=label, name=opened.name, arguments=text, status="calling"
+            )
+            self.pending.append(len(self.output))
+            self.output.append(call)
+            return out
+        elif opened.kind == "mcp_approval_request":
+            item = wire.McpApprovalRequestItem(
+                id=new_id("mcpr"),
+                server_label=self.mcp[opened.name].label,
+                name=opened.name,
+                arguments=text,
+            )
+            self.awaiting_approval = True
+            out.append(
+                self._event(
+                    "response.output_item.added", output_index=opened.index, item=self._item(item)
+                )
+            )
         elif opened.kind == "function_call":
+            self.client_calls = True
             item = wire.FunctionCall(
                 id=opened.id,
                 call_id=opened.call_id,
@@ -275,6 +336,7 @@ class Turn:
                 )
             )
         else:
+            self.client_calls = True
             item = wire.CustomToolCall(
                 id=opened.id,
                 call_id=opened.call_id,
@@ -315,6 +377,9 @@ class Turn:
             return self._open_item("function_call", piece)
         if isinstance(piece, ToolCallArgs) and opened is not None:
             opened.text.append(piece.text)
+            if opened.kind == "mcp_call":
+                at = {"item_id": opened.id, "output_index": opened.index}
+                return [self._event("response.mcp_call_arguments.delta", **at, delta=piece.text)]
             if opened.kind != "function_call":
                 return []
             return [
@@ -329,10 +394,72 @@ class Turn:
             return self._close()
         return []
 
-    def finish(
-        self, finish: ev.Finished | None, usage: Usage, reasoning_tokens: int
+    def listing(self, item: Item) -> list[wire.StreamEvent]:
+        """An MCP server's tools listed (or why not), as one finished item."""
+        index = len(self.output)
+        listed = wire.McpListToolsItem.model_validate(item)
+        self.output.append(listed)
+        at = {"item_id": listed.id, "output_index": index}
+        outcome = "failed" if listed.error else "completed"
+        return [
+            self._event(
+                "response.output_item.added",
+                output_index=index,
+                item=self._item(listed.model_copy(update={"tools": []})),
+            ),
+            self._event("response.mcp_list_tools.in_progress", **at),
+            self._event(f"response.mcp_list_tools.{outcome}", **at),
+            self._event("response.output_item.done", output_index=index, item=self._item(listed)),
+        ]
+
+    def approved_call(
+        self, label: str, name: str, arguments: str, request_id: str
+    ) -> tuple[int, list[wire.StreamEvent]]:
+        """An approved call, about to run: its item opened and its arguments sent whole.
+        Returns its output index (for complete_call) and the events."""
+        index = len(self.output)
+        call = wire.McpCallItem(
+            id=new_id("mcp"),
+            server_label=label,
+            name=name,
+            arguments=arguments,
+            status="calling",
+            approval_request_id=request_id,
+        )
+        self.output.append(call)
+        self.pending.append(index)
+        at = {"item_id": call.id, "output_index": index}
+        return index, [
+            self._event("response.output_item.added", output_index=index, item=self._item(call)),
+            self._event("response.mcp_call.in_progress", **at),
+            self._event("response.mcp_call_arguments.done", **at, arguments=arguments),
+        ]
+
+    def complete_call(
+        self, index: int, output: str | None, error: dict[str, Any] | None
     ) -> list[wire.StreamEvent]:
+        """An MCP call that ran: its output (or error) in the item, which is done."""
+        call = self.output[index]
+        assert isinstance(call, wire.McpCallItem)
+        done = call.model_copy(
+            update={"output": output, "error": error, "status": "failed" if error else "completed"}
+        )
+        self.output[index] = done
+        at = {"item_id": done.id, "output_index": index}
+        outcome = "failed" if error else "completed"
+        return [
+            self._event(f"response.mcp_call.{outcome}", **at),
+            self._event("response.output_item.done", output_index=index, item=self._item(done)),
+        ]
+
+    def close_open(self) -> list[wire.StreamEvent]:
+        """Close the item still open when a generation ends (incomplete if it was cut)."""
+        cut = self.last_finish is not None and self.last_finish.reason == "length"
+        return self._close("incomplete" if cut else "completed")
+
+    def finish(self) -> list[wire.StreamEvent]:
         """The terminal event: completed, or incomplete when the answer hit max_output_tokens."""
+        finish, usage, reasoning_tokens = self.last_finish, self.usage, self.reasoning_tokens
         incomplete = finish is not None and finish.reason == "length"
         out = self._close("incomplete" if incomplete else "completed")
         r = self.response
@@ -386,16 +513,14 @@ def output_text(items: list[wire.OutputItem]) -> str:
     )
 
 
-async def stream(
-    turn: Turn, prepared: Prepared, events: AsyncIterator[ev.Event], count: Any
+async def run_round(
+    turn: Turn, events: AsyncIterator[ev.Event], count: Callable[[str], Awaitable[int]]
 ) -> AsyncIterator[wire.StreamEvent | ev.KeepAlive]:
-    """The whole stream of one turn: created, in_progress, the items' events, and one
-    terminal event (completed, incomplete or failed: an error becomes `response.failed`).
-    `count(text)` counts the reasoning's tokens, off the loop."""
-    for item in turn.start():
-        yield item
-    finish: ev.Finished | None = None
+    """One generation of the turn (the first, or the one after MCP calls ran): its items'
+    events; usage, reasoning tokens and the finish go into the turn. Errors propagate (the
+    caller ends the response with `response.failed`). `count(text)` counts tokens."""
     reasoning: list[str] = []
+    turn.pending = []
     try:
         async for event in events:
             if turn.cancel_requested:
@@ -408,20 +533,18 @@ async def stream(
                         yield item
             elif isinstance(event, ev.Finished):
                 if event.reason not in ("cancelled", "error"):
-                    finish = event
+                    turn.last_finish = event
             elif isinstance(event, ev.Done):
-                tokens = await count("".join(reasoning)) if reasoning else 0
-                for item in turn.finish(finish, event.usage, tokens):
+                for item in turn.close_open():
                     yield item
+                u = event.usage
+                turn.usage.prompt_tokens += u.prompt_tokens
+                turn.usage.completion_tokens += u.completion_tokens
+                turn.usage.cached_tokens += u.cached_tokens
+                if reasoning:
+                    turn.reasoning_tokens += await count("".join(reasoning))
             elif isinstance(event, ev.Progress):
                 yield ev.KEEP_ALIVE
-    except HearthError as exc:
-        for item in turn.fail(exc):
-            yield item
-    except Exception as exc:  # a bug: the client still gets the terminal event it waits for
-        log.exception("a response stream failed")
-        for item in turn.fail(HearthError(f"the response failed: {exc}")):
-            yield item
     finally:
         # A cancel leaves the engine's stream mid-way: closing it frees the sequence now.
         aclose = getattr(events, "aclose", None)
