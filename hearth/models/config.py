@@ -33,7 +33,7 @@ _TAG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 TAGGED = {"tagged": True}
 
 
-MAX_CTX = 1 << 20
+MAX_CTX = 1 << 24
 
 
 def check_model_id(value: str, *, tagged: bool = False) -> str:
@@ -82,7 +82,7 @@ class ModelConfig(BaseModel):
     path: Path | None = None
     aliases: list[str] = Field(default_factory=list)
     ctx_size: int | None = Field(
-        # At most 2**20: times --parallel (<= 64) it stays within llama.cpp's uint32 n_ctx.
+        # At most 2**24: times --parallel (<= 64) it stays within llama.cpp's uint32 n_ctx.
         None,
         ge=64,
         le=MAX_CTX,

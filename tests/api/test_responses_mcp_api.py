@@ -160,3 +160,38 @@ async def test_bad_mcp_tools(client: httpx.AsyncClient) -> None:
     bad = {"type": "mcp_approval_response", "approval_request_id": "mcpr_x", "approve": True}
     r = await client.post("/v1/responses", json=body(input=[bad]))
     assert_error(r, 400, "invalid_request", "input.0.approval_request_id")
+
+
+async def test_function_and_mcp_tools_mix(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """MCP calls run in Hearth; a function call in the same request goes back to the client."""
+    fake = await engine(app)
+    fn = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+    fake.replies += [call("add", {"a": 4, "b": 4}), call("get_weather", {"city": "Oslo"})]
+    out = (await client.post("/v1/responses", json=body(tools=[mcp_tool(), fn]))).json()
+    kinds = [i["type"] for i in out["output"]]
+    assert kinds == ["mcp_list_tools", "mcp_call", "function_call"], kinds
+    assert out["output"][1]["output"] == "8"
+    assert out["output"][2]["name"] == "get_weather" and out["status"] == "completed"
+
+
+async def test_auto_inject_and_max_tool_calls(
+    make_app: Callable[..., FastAPI], tmp_path: Path
+) -> None:
+    server = {"command": sys.executable, "args": ["-m", "tests.mcp_server"], "cwd": str(ROOT)}
+    config = tmp_path / "auto.json"
+    config.write_text(json.dumps({"mcpServers": {"auto": {**server, "auto_inject": True}}}))
+    app = make_app(mcp_config=config)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            fake = await engine(app)
+            fake.replies += [call("add", {"a": 1, "b": 2}), "Three."]
+            out = (await client.post("/v1/responses", json=body(tools=None))).json()
+            assert [i["type"] for i in out["output"]] == ["mcp_list_tools", "mcp_call", "message"]
+            # One call allowed: the answer after it is made with tools off, so a second
+            # call the model writes is only text.
+            fake.replies += [call("add", {"a": 1, "b": 1}), call("add", {"a": 2, "b": 2})]
+            limited = body(tools=None, max_tool_calls=1)
+            out = (await client.post("/v1/responses", json=limited)).json()
+            kinds = [i["type"] for i in out["output"]]
+            assert kinds.count("mcp_call") == 1 and kinds[-1] == "message", kinds

@@ -104,7 +104,7 @@ def test_a_context_that_does_not_fit_in_memory_is_not_a_bad_file(
     models = tmp_path / "models"
     models.mkdir()
     shutil.copyfile(starter_model, models / "starter.gguf")
-    huge = start_server(tmp_path, None, "--ctx-size", "100000000", models_dir=models)
+    huge = start_server(tmp_path, None, "--ctx-size", "16000000", models_dir=models)
     try:
         body = {"model": "starter", "messages": ASK, "max_tokens": 2}
         r = httpx.post(f"{huge.url}/v1/chat/completions", json=body, timeout=120)

@@ -163,14 +163,14 @@ def test_broken_and_killed_servers(mcp_server: RunningServer) -> None:
         "max_output_tokens": 64,
     }
     first = c.responses.create(**ask, tool_choice=force("pid"))  # type: ignore[call-overload]
-    (pid_call,) = [i for i in first.output if i.type == "mcp_call"]
+    pid_call = next(i for i in first.output if i.type == "mcp_call")  # the forced one
     os.kill(int(pid_call.output), signal.SIGKILL)
     time.sleep(0.5)
     again = c.responses.create(**ask, tool_choice=force("pid"))  # type: ignore[call-overload]
-    (second,) = [i for i in again.output if i.type == "mcp_call"]
+    second = next(i for i in again.output if i.type == "mcp_call")
     if second.error is not None:  # the call that found it dead; the next one restarts it
         again = c.responses.create(**ask, tool_choice=force("pid"))  # type: ignore[call-overload]
-        (second,) = [i for i in again.output if i.type == "mcp_call"]
+        second = next(i for i in again.output if i.type == "mcp_call")
     assert second.error is None and second.output != pid_call.output
 
 

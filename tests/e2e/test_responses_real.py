@@ -244,3 +244,29 @@ def test_an_agent_runs_with_a_function_tool(server: RunningServer) -> None:
     )
     assert seen, "the agent called no tool"
     assert "18 C" in str(result.final_output)
+
+
+def test_a_conversation_appended_by_two_responses(server: RunningServer) -> None:
+    c = server.client()
+    conv = c.conversations.create(
+        items=[{"role": "user", "content": "My name is Ada."}], metadata={"topic": "names"}
+    )
+    first = c.responses.create(
+        model=STARTER_ID, input="What is my name?", conversation=conv.id, max_output_tokens=16
+    )
+    second = c.responses.create(
+        model=STARTER_ID, input="Say it again.", conversation=conv.id, max_output_tokens=16
+    )
+    assert first.conversation is not None and first.conversation.id == conv.id
+    assert second.usage and first.usage and second.usage.input_tokens > first.usage.input_tokens
+    items = list(c.conversations.items.list(conv.id, order="asc"))
+    # The seed message, then each turn's input and output, in order.
+    assert len(items) == 5 and items[0].type == "message"
+    texts = [p.text for i in items if i.type == "message" for p in i.content]  # type: ignore[union-attr]
+    assert texts[:2] == ["My name is Ada.", "What is my name?"] and "Say it again." in texts
+    assert c.conversations.retrieve(conv.id).metadata == {"topic": "names"}
+    c.conversations.delete(conv.id)
+    with pytest.raises(openai.NotFoundError):
+        c.conversations.retrieve(conv.id)
+    with pytest.raises(openai.NotFoundError):
+        c.responses.create(model=STARTER_ID, input="x", conversation=conv.id)
