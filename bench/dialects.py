@@ -1,6 +1,6 @@
-"""The same streamed workload through the dialects of one server: Anthropic's /v1/messages
-and Ollama's /api/chat, each against OpenAI's /v1/chat/completions (what a dialect's
-translator and framing cost).
+"""The same streamed workload through the dialects of one server: Anthropic's /v1/messages,
+Ollama's /api/chat and OpenAI's /v1/responses, each against OpenAI's /v1/chat/completions
+(what a dialect's translator and framing cost).
 
     python -m bench.run --suite dialects
 
@@ -83,6 +83,42 @@ async def stream_ollama(
     return result
 
 
+async def stream_responses(
+    client: httpx.AsyncClient, url: str, model: str, messages: list[dict[str, str]], n: int
+) -> RequestResult:
+    """One streamed /v1/responses request (store: false, as a stateless client sends it),
+    timed per text delta; tokens from the terminal event's usage."""
+    body = {
+        "model": model,
+        "input": messages,
+        "max_output_tokens": n,
+        "temperature": 0,
+        "stream": True,
+        "store": False,
+    }
+    result = RequestResult(started=time.perf_counter())
+    try:
+        async with client.stream("POST", f"{url}/v1/responses", json=body) as r:
+            if r.status_code != 200:
+                result.error = f"HTTP {r.status_code}: {(await r.aread())[:200]!r}"
+                return result
+            async for line in r.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = json.loads(line[6:])
+                if data["type"] == "response.output_text.delta":
+                    now = time.perf_counter()
+                    if result.ttft is None:
+                        result.ttft = now - result.started
+                    result.token_times.append(now)
+                elif data["type"] in ("response.completed", "response.incomplete"):
+                    result.tokens = data["response"]["usage"]["output_tokens"]
+    except httpx.HTTPError as exc:
+        result.error = repr(exc)
+    result.finished = time.perf_counter()
+    return result
+
+
 Streamer = Callable[
     [httpx.AsyncClient, str, str, list[dict[str, str]], int], Awaitable[RequestResult]
 ]
@@ -90,8 +126,9 @@ ROUTES: dict[str, Streamer] = {
     "chat": stream_chat,
     "messages": stream_message,
     "ollama": stream_ollama,
+    "responses": stream_responses,
 }
-NAMES = {"messages": "/v1/messages", "ollama": "/api/chat"}
+NAMES = {"messages": "/v1/messages", "ollama": "/api/chat", "responses": "/v1/responses"}
 
 
 async def _round(url: str, model: str, route: str, n: int, rnd: int) -> list[RequestResult]:

@@ -125,7 +125,8 @@ def hearth(
         port=port,
         model=model.name.removesuffix(".gguf").lower(),
         log=logs / f"{name.replace(' ', '_')}.log",
-        env={"HEARTH_CONFIG": str(logs / "none.toml")},
+        # Its own store (a later --data-dir in `extra` wins): never the user's database.
+        env={"HEARTH_CONFIG": str(logs / "none.toml"), "HEARTH_DATA_DIR": str(logs / "data")},
     )
 
 

@@ -38,7 +38,10 @@ WARM = int(sys.argv[3]) if len(sys.argv) > 3 else 50
 tmp = Path(tempfile.mkdtemp())
 write_tiny_gguf(tmp / "models" / "fake-model.gguf")
 (tmp / "none.toml").touch()
-settings = load_settings({"models_dir": tmp / "models", "config": tmp / "none.toml"}, environ={})
+settings = load_settings(
+    {"models_dir": tmp / "models", "config": tmp / "none.toml", "data_dir": tmp / "data"},
+    environ={},
+)
 app = create_app(settings, factory=lambda e: FakeEngine(e, parallel=settings.parallel))
 CASES = {
     "completion": ("/v1/completions", {"prompt": "one two three four five", "max_tokens": 1}),
@@ -61,6 +64,10 @@ CASES = {
     "messages stream 16 tokens": (
         "/v1/messages",
         {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True},
+    ),
+    "responses stream 16 tokens": (
+        "/v1/responses",
+        {"input": "hi", "max_output_tokens": 16, "stream": True, "store": False},
     ),
     "ollama chat stream 16 tokens": (
         "/api/chat",
@@ -151,6 +158,7 @@ def main() -> None:
         for route, case in [
             ("/v1/messages", "messages stream 16 tokens"),
             ("/api/chat", "ollama chat stream 16 tokens"),
+            ("/v1/responses", "responses stream 16 tokens"),
         ]:
             cost = per_request(ROOT, case)
             print(

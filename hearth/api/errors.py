@@ -1,4 +1,4 @@
-"""The one place errors become HTTP responses, always in OpenAI's error shape."""
+"""The one place errors become HTTP responses, in the shape of the route's API (api/shapes)."""
 
 from __future__ import annotations
 

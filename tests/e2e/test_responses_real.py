@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import agents
 import httpx
@@ -270,3 +271,89 @@ def test_a_conversation_appended_by_two_responses(server: RunningServer) -> None
         c.conversations.retrieve(conv.id)
     with pytest.raises(openai.NotFoundError):
         c.responses.create(model=STARTER_ID, input="x", conversation=conv.id)
+
+
+def test_a_custom_tool_and_ignored_hosted_tools(server: RunningServer) -> None:
+    """Codex's shape: a free-form custom tool forced, hosted tools named in a header."""
+    tools = [
+        {"type": "custom", "name": "apply_patch", "description": "Apply a patch to files."},
+        {"type": "web_search"},
+    ]
+    body = {
+        "model": STARTER_ID,
+        "input": "Add a line 'hello' to notes.txt.",
+        "tools": tools,
+        "tool_choice": {"type": "custom", "name": "apply_patch"},
+        "temperature": 0,
+        "max_output_tokens": 96,
+    }
+    raw = httpx.post(f"{server.url}/v1/responses", json=body, timeout=120)
+    assert raw.status_code == 200, raw.text
+    assert raw.headers["x-hearth-ignored-tools"] == "web_search"
+    r = raw.json()
+    (call,) = [i for i in r["output"] if i["type"] == "custom_tool_call"]
+    assert call["name"] == "apply_patch" and isinstance(call["input"], str) and call["input"]
+    follow = server.client().responses.create(
+        model=STARTER_ID,
+        previous_response_id=r["id"],
+        input=[{"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "done"}],
+        tools=tools,  # type: ignore[arg-type]
+        max_output_tokens=16,
+    )
+    assert follow.usage and follow.usage.input_tokens > r["usage"]["input_tokens"]
+
+
+def test_cancel_a_response_mid_stream(server: RunningServer) -> None:
+    body = {"model": STARTER_ID, "input": "Write a long story.", "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/responses", json=body, timeout=120) as r:
+        events: list[dict[str, Any]] = []
+        sent = False
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line[6:])
+            events.append(event)
+            if event["type"] == "response.output_text.delta" and not sent:
+                sent = True
+                response_id = events[0]["response"]["id"]  # response.created carries it
+                cancelled = httpx.post(
+                    f"{server.url}/v1/responses/{response_id}/cancel", timeout=30
+                )
+                assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    last = events[-1]
+    assert any(e["type"] == "response.output_text.delta" for e in events)
+    assert last["type"] == "response.failed" and last["response"]["status"] == "cancelled"
+    stored = server.client().responses.retrieve(last["response"]["id"])
+    assert stored.status == "cancelled" and stored.output_text
+
+
+def test_truncation_auto_on_a_small_context(tmp_path: Path, starter_model: Path) -> None:
+    small = start_server(tmp_path, starter_model, "--ctx-size", "256", "--parallel", "1")
+    try:
+        c = small.client()
+        story = "Tell me about the sea, its waves, its tides and its fish. " * 6
+        previous = None
+        for _ in range(3):  # three long turns overflow 256 tokens
+            r = c.responses.create(
+                model=STARTER_ID,
+                input=story,
+                previous_response_id=previous,
+                max_output_tokens=16,
+                truncation="auto",
+            )
+            previous = r.id
+        with pytest.raises(openai.BadRequestError) as refused:
+            c.responses.create(
+                model=STARTER_ID, input=story, previous_response_id=previous, max_output_tokens=16
+            )
+        assert refused.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
+        kept = c.responses.create(
+            model=STARTER_ID,
+            input=story,
+            previous_response_id=previous,
+            max_output_tokens=16,
+            truncation="auto",
+        )
+        assert kept.usage is not None and kept.usage.input_tokens + 16 <= 256
+    finally:
+        small.stop()

@@ -262,7 +262,7 @@ class ResponsesService:
                     input_items=current,
                     output_items=turn.output_items(),
                     body=r.model_dump(mode="json"),
-                    events=turn.events,
+                    events=[e.model_dump(mode="json") for e in turn.events],
                 )
             )
         except Exception:  # losing its record must not break the answer itself

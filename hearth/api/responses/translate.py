@@ -14,6 +14,7 @@ from typing import Any
 from hearth.api.responses import protocol as wire
 from hearth.api.responses.items import Item, new_id, turns
 from hearth.api.responses.mcp import Binding
+from hearth.api.streaming import closing
 from hearth.chat.pieces import Content, Piece, Reasoning, ToolCallArgs, ToolCallEnd, ToolCallStart
 from hearth.engine.base import Usage
 from hearth.errors import HearthError, InvalidRequestError, RequestCancelled
@@ -176,7 +177,8 @@ class Turn:
         self.custom = custom_tools
         self.mcp = mcp or {}
         self.output: list[wire.OutputItem] = []
-        self.events: list[dict[str, Any]] = []
+        # As sent, for the store (dumped once, when the response is written).
+        self.events: list[wire.StreamEvent] = []
         self._open: _Open | None = None
         self._seq = 0
         self.cancel_requested = False
@@ -193,7 +195,7 @@ class Turn:
     def _event(self, kind: str, **fields: Any) -> wire.StreamEvent:
         event = wire.StreamEvent(type=kind, sequence_number=self._seq, **fields)
         self._seq += 1
-        self.events.append(event.model_dump(mode="json"))
+        self.events.append(event)
         return event
 
     def _snapshot(self) -> dict[str, Any]:
@@ -521,8 +523,10 @@ async def run_round(
     caller ends the response with `response.failed`). `count(text)` counts tokens."""
     reasoning: list[str] = []
     turn.pending = []
-    try:
-        async for event in events:
+    # Closed on the way out: a cancel leaves the engine's stream mid-way, and closing it
+    # frees the sequence now.
+    async with closing(events) as stream:
+        async for event in stream:
             if turn.cancel_requested:
                 raise RequestCancelled("the response was cancelled")
             if isinstance(event, ev.Output):
@@ -545,8 +549,3 @@ async def run_round(
                     turn.reasoning_tokens += await count("".join(reasoning))
             elif isinstance(event, ev.Progress):
                 yield ev.KEEP_ALIVE
-    finally:
-        # A cancel leaves the engine's stream mid-way: closing it frees the sequence now.
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
