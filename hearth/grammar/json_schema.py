@@ -2,7 +2,9 @@
 with a 400 that names it: a schema is never silently loosened into an unconstrained run.
 
 Objects list their properties in schema order; optional ones may be left out. Keys beyond
-`properties` are generated only when `additionalProperties` is `true` or a schema."""
+`properties` are generated only when `additionalProperties` is `true` or a schema; an object
+with no `properties` key at all takes any keys, but `"properties": {}` (a tool that takes no
+arguments) is the empty object."""
 
 from __future__ import annotations
 
@@ -276,7 +278,9 @@ class SchemaConverter:
         props: dict[str, Any] = dict(schema.get("properties") or {})
         required = list(schema.get("required") or [])
         # Declared properties only, unless more are asked for; a bare object takes any keys.
-        extra = schema.get("additionalProperties", not (props or required))
+        # An explicit empty `properties` declares none: small models otherwise invent keys for
+        # a tool without arguments until the token budget cuts the JSON off.
+        extra = schema.get("additionalProperties", not ("properties" in schema or required))
         for name in required:
             if name not in props:
                 if schema.get("additionalProperties") is False:

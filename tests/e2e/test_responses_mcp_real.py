@@ -164,6 +164,7 @@ def test_broken_and_killed_servers(mcp_server: RunningServer) -> None:
     }
     first = c.responses.create(**ask, tool_choice=force("pid"))  # type: ignore[call-overload]
     pid_call = next(i for i in first.output if i.type == "mcp_call")  # the forced one
+    assert pid_call.error is None and pid_call.arguments.strip() in ("{}", "{ }"), pid_call
     os.kill(int(pid_call.output), signal.SIGKILL)
     time.sleep(0.5)
     again = c.responses.create(**ask, tool_choice=force("pid"))  # type: ignore[call-overload]

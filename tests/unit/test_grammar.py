@@ -164,6 +164,14 @@ def test_any_object_and_any_value(accepts: Accepts) -> None:
     assert not accepts(grammar_for({"type": "object"}), "[]")
 
 
+def test_declared_empty_properties_is_the_empty_object(accepts: Accepts) -> None:
+    # A tool without arguments (MCP servers declare `"properties": {}`) gets exactly `{}`.
+    none = {"type": "object", "properties": {}}
+    assert accepts(grammar_for(none), "{}")
+    assert not accepts(grammar_for(none), '{"argument": "value"}')
+    assert accepts(grammar_for({**none, "additionalProperties": True}), '{"a": 1}')
+
+
 @pytest.mark.parametrize(
     ("schema", "named"),
     [
