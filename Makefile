@@ -3,7 +3,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.hearth-installed
 
-.PHONY: serve test check install starter bench clean
+.PHONY: serve test fuzz check install starter bench clean
 
 serve: starter
 	$(BIN)/hearth serve --model $$($(BIN)/hearth starter --print-id)
@@ -11,6 +11,10 @@ serve: starter
 test: starter
 	$(BIN)/hearth starter gemma3
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The property tests (GGUF validator, the OpenAPI operations) with thousands of examples each.
+fuzz: starter
+	$(BIN)/python -m pytest -m fuzz --hypothesis-profile fuzz $(PYTEST_ARGS)
 
 check: install
 	$(BIN)/ruff check .

@@ -76,14 +76,19 @@ class Pair:
     ttft_a: list[float] = field(default_factory=list)
     ttft_b: list[float] = field(default_factory=list)
 
-    def run(self, a: P.Peer, b: P.Peer, n: int, rounds: int, extra: dict[str, Any]) -> None:
+    def run(
+        self, a: P.Peer, b: P.Peer, n: int, rounds: int, extra: dict[str, Any], repeat: int = 1
+    ) -> None:
+        """`repeat` samples per server per round: one stream alone varies by +-10 % on a
+        small VM, so a c=1 median needs more of them than a round gives."""
         for rnd in range(rounds):
             order = [(a, self.a, self.ttft_a), (b, self.b, self.ttft_b)]
             for peer, out, ttft in order if rnd % 2 == 0 else order[::-1]:
-                s = summarise(streams(peer.url, peer.model, n, rnd, extra))
-                out.append(s.tok_s)
-                if s.ttft_p50 is not None:
-                    ttft.append(s.ttft_p50)
+                for _ in range(repeat):
+                    s = summarise(streams(peer.url, peer.model, n, rnd, extra))
+                    out.append(s.tok_s)
+                    if s.ttft_p50 is not None:
+                        ttft.append(s.ttft_p50)
 
     def row(self, label: str) -> str:
         ratio = med(self.b) / med(self.a)
@@ -113,7 +118,7 @@ def isolation(model: Path, threads: int, rounds: int, logs: Path, extra: dict[st
             s.start()
         for n in (1, 8):
             pair = Pair()
-            pair.run(thread, process, n, rounds, extra)
+            pair.run(thread, process, n, rounds, extra, repeat=4 if n == 1 else 1)
             lines.append(pair.row(f"stream c={n}, 128 tok"))
             print(lines[-1], flush=True)
         for rnd in range(rounds):

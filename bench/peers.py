@@ -31,6 +31,7 @@ class Peer:
     log: Path
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None  # where it runs: another checkout runs that checkout's code
+    headers: dict[str, str] = field(default_factory=dict)  # an API key, where it needs one
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,7 +53,7 @@ class Peer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
             try:
-                r = httpx.get(f"{self.url}/v1/models", timeout=2)
+                r = httpx.get(f"{self.url}/v1/models", headers=self.headers, timeout=2)
                 health = httpx.get(f"{self.url}/health", timeout=2).status_code
                 if r.status_code == 200 and health in (200, 404):
                     return

@@ -7,6 +7,8 @@
     python -m bench.run --suite overhead  # per-request cost against an earlier commit
     python -m bench.run --suite dialects  # /v1/messages and /api/chat against chat completions
     python -m bench.run --suite responses # chained responses vs cold history; the store's cost
+    python -m bench.run --suite load      # 64 clients, a third leaving mid-stream; leaks, log
+    python -m bench.run --suite observability  # metrics and request log on vs off
 
 Writes a Markdown report (default docs/benchmarks.md, section per suite)."""
 
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from bench import compute as C
 from bench import dialects as D
+from bench import load as L
 from bench import overhead as O
 from bench import peers as P
 from bench import responses as RS
@@ -296,6 +299,8 @@ FLOWS: dict[str, Callable[..., str]] = {
     "overhead": O.overhead,  # against an earlier commit (--baseline)
     "dialects": D.dialects,  # /v1/messages and /api/chat against /v1/chat/completions
     "responses": RS.responses,  # previous_response_id against cold full history; the store
+    "load": L.load,  # 64 clients for BENCH_LOAD_SECONDS; sequences, RSS, request log after
+    "observability": L.observability,  # metrics and request log on against off
 }
 
 
@@ -340,12 +345,18 @@ def main() -> None:
         if args.suite == "overhead":
             flow = functools.partial(flow, baseline=args.baseline)
         result = flow(model, args.threads, args.rounds, logs, eog_bias(tok))
+        rounds = f"rounds: {args.rounds}, servers alternating; medians shown."
+        about = f"Streamed chat, 128 tokens; {rounds}"
+        command = f"python -m bench.run --suite {args.suite} --rounds {args.rounds}"
+        if args.suite == "load":  # one timed run per server, not rounds
+            about = L.about()
+            command = f"BENCH_LOAD_SECONDS={L.seconds():.0f} python -m bench.run --suite load"
+        if args.threads != ap.get_default("threads"):
+            command += f" --threads {args.threads}"
         body = (
             f"## Suite `{args.suite}` — {today}\n\n"
-            f"Machine: {machine()}. Model: {model.name}. Threads: {args.threads}. Streamed "
-            f"chat, 128 tokens; rounds: {args.rounds}, servers alternating; medians shown.\n"
-            f"Command: `python -m bench.run --suite {args.suite} --rounds {args.rounds}`\n\n"
-            + result
+            f"Machine: {machine()}. Model: {model.name}. Threads: {args.threads}. {about}\n"
+            f"Command: `{command}`\n\n" + result
         )
         print(body)
         write_section(args.out, args.suite, body)

@@ -89,11 +89,60 @@ def serve(
         typer.Option(help="Embedding pooling: auto (the model's), mean, cls, last [auto]."),
     ] = None,
     api_key: Annotated[
-        str | None, typer.Option(help="Require 'Authorization: Bearer KEY'.")
+        list[str] | None,
+        typer.Option(help="Require this key as 'Authorization: Bearer KEY' (repeatable)."),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None, typer.Option(help="File of API keys, one 'name:key' per line.")
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool | None,
+        typer.Option("--insecure-no-auth", help="Allow a non-loopback --host without a key."),
+    ] = None,
+    allowed_hosts: Annotated[
+        list[str] | None,
+        typer.Option(help="Host names answered besides localhost ('.example.com', '*')."),
     ] = None,
     cors_origins: Annotated[
         list[str] | None, typer.Option(help="Extra allowed browser origins ('*' for any).")
     ] = None,
+    max_queue: Annotated[
+        int | None, typer.Option(help="Requests waiting per model before 503s [256].")
+    ] = None,
+    request_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a whole request may take; 0 no limit [0].")
+    ] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help="Requests per API key or client: 60/min, 5/s [none].")
+    ] = None,
+    shutdown_timeout: Annotated[
+        float | None, typer.Option(help="Seconds running requests get at shutdown [30].")
+    ] = None,
+    header_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a client has to send its headers [10].")
+    ] = None,
+    timeout_keep_alive: Annotated[
+        float | None, typer.Option(help="Seconds an idle keep-alive connection stays [5].")
+    ] = None,
+    max_header_bytes: Annotated[
+        int | None, typer.Option(help="Largest request line plus headers [65536].")
+    ] = None,
+    max_headers: Annotated[int | None, typer.Option(help="Most request headers [100].")] = None,
+    metrics: Annotated[str | None, typer.Option(help="GET /metrics: on or off [on].")] = None,
+    request_log: Annotated[
+        str | None, typer.Option(help="The request log (GET /api/requests): on or off [on].")
+    ] = None,
+    request_log_days: Annotated[
+        float | None, typer.Option(help="Days the request log keeps a row [14].")
+    ] = None,
+    request_log_rows: Annotated[
+        int | None, typer.Option(help="Most rows the request log keeps [100000].")
+    ] = None,
+    request_log_bodies: Annotated[
+        bool | None,
+        typer.Option("--request-log-bodies", help="Keep prompts and outputs in the log."),
+    ] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json (lines) [text].")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
     keep_alive: Annotated[

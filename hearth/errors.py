@@ -68,6 +68,26 @@ class AuthenticationError(HearthError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(HearthError):
+    """A request this server refuses to serve at all (a Host it does not answer to)."""
+
+    status_code = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class RateLimited(HearthError):
+    """Over --rate-limit: retry after `retry_after` seconds."""
+
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotFoundError(HearthError):
     """A route or resource that does not exist."""
 
@@ -100,6 +120,7 @@ class ServiceUnavailable(HearthError):
     status_code = 503
     type = "server_error"
     code = "service_unavailable"
+    retry_after = 5  # seconds, sent as Retry-After
 
 
 class EngineError(HearthError):
@@ -119,6 +140,14 @@ class InsufficientMemory(ServiceUnavailable):
     memory, not of the file; fewer loaded models or a smaller context would fit."""
 
     code = "insufficient_memory"
+
+
+class RequestTimeout(HearthError):
+    """The request ran past --request-timeout."""
+
+    status_code = 504
+    type = "timeout_error"
+    code = "request_timeout"
 
 
 class ModelUnloaded(ServiceUnavailable):

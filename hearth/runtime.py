@@ -3,6 +3,7 @@ the services. The HTTP app and the in-process library both sit on one of these."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,8 @@ from hearth.models.manager import EngineFactory, ModelManager, Policy
 from hearth.models.memory import estimate_bytes
 from hearth.models.registry import ModelEntry, Registry
 from hearth.models.validate import found_at, validate_model
+from hearth.observe.metrics import Metrics
+from hearth.observe.requestlog import RequestLog
 from hearth.pipeline.run import Pipeline
 from hearth.settings import Settings, default_mcp_config
 from hearth.store import Store
@@ -138,18 +141,31 @@ class Runtime:
     conversations: ConversationsService
     responses: ResponsesService
     mcp: McpManager
+    metrics: Metrics | None = None
+    request_log: RequestLog | None = None
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     preloaded: bool = False  # the start-up models have loaded (they may unload later)
+    draining: bool = False  # shutting down: new requests get 503
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    async def stop_generations(self) -> None:
+        """End every running generation now, each with its API's final event: responses end
+        `cancelled` (and are stored so), other streams end with an error event saying the
+        model was unloaded; waiting requests fail the same way."""
+        self.responses.cancel_all()
+        await asyncio.sleep(0.2)  # a cancelled response ends at its next token
+        await self.models.close()
 
     async def close(self) -> None:
         """Stop the MCP servers, unload every model, then release what the engines shared,
-        then the store."""
+        then the request log and the store."""
         await self.mcp.close()
         await self.models.close()
         for close in self.closers:
             close()
+        if self.request_log is not None:
+            self.request_log.close()
         self.store.close()
 
     def context_window(self, entry: ModelEntry) -> int:
@@ -211,13 +227,28 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
     )
     for model_id in preload:
         models.keep_forever(model_id)
-    pipeline = Pipeline(models, reasoning_format=settings.reasoning_format)
+    metrics = Metrics(models, mcp) if settings.metrics == "on" else None
+    pipeline = Pipeline(
+        models,
+        reasoning_format=settings.reasoning_format,
+        metrics=metrics,
+        max_queue=settings.max_queue,
+        request_timeout=settings.request_timeout,
+    )
     embeddings = EmbeddingsService(models)
     store = Store(
         settings.database_path,
         ttl_seconds=settings.responses_ttl_seconds,
         archive_dir=settings.archive_dir,
     )
+    request_log = None
+    if settings.request_log == "on":
+        request_log = RequestLog(
+            store,
+            days=settings.request_log_days,
+            rows=settings.request_log_rows,
+            bodies=settings.request_log_bodies,
+        )
     return Runtime(
         settings=settings,
         registry=registry,
@@ -232,6 +263,8 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         conversations=ConversationsService(store),
         responses=ResponsesService(pipeline, store, mcp),
         mcp=mcp,
+        metrics=metrics,
+        request_log=request_log,
         preload=preload,
         closers=closers,
     )

@@ -1,25 +1,26 @@
-"""Runs the app under uvicorn and says where it listens once it really does."""
+"""Runs the app under uvicorn, says where it listens once it really does, and shuts down
+gracefully: on SIGTERM or SIGINT new requests get 503 while running generations have
+--shutdown-timeout to finish (a second signal cuts that short); the rest then end with their
+final events, and the engines, MCP servers and database close before the process exits 0."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import sys
+from types import FrameType
 
 import uvicorn
 
 from hearth.api.app import create_app
+from hearth.api.http import limited_protocol
+from hearth.api.security import bind_problem, load_api_keys
+from hearth.errors import ConfigError
 from hearth.models.registry import Registry
+from hearth.observe.logs import configure
 from hearth.runtime import Runtime
 from hearth.settings import Settings
 
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+log = logging.getLogger("hearth")
 
 
 def models_banner(registry: Registry, preload: list[str]) -> list[str]:
@@ -50,8 +51,32 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.settings = settings
         self.runtime = runtime
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not uvicorn's: it re-raises the signal once it has shut down, and the process
+        # would end "killed by SIGTERM" rather than exit 0 after a clean stop.
+        if self.should_exit and self._loop is not None:  # a second signal: stop waiting
+            self._loop.call_soon_threadsafe(self._stop_generations)
+        self.should_exit = True
+
+    def _stop_generations(self) -> None:
+        if self._stopping is None:
+            log.info("stopping the running generations")
+            self._stopping = asyncio.ensure_future(self.runtime.stop_generations())
+
+    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        self.runtime.draining = True
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.settings.shutdown_timeout, self._stop_generations)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            timer.cancel()
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
         if self.should_exit:
             return
@@ -68,17 +93,26 @@ class _Server(uvicorn.Server):
 
 def run(settings: Settings) -> None:
     """Serve until Ctrl-C or SIGTERM, then stop cleanly (engines closed, sequences freed)."""
-    _configure_logging(settings.log_level)
+    configure(settings.log_level, settings.log_format)
+    problem = bind_problem(settings, load_api_keys(settings))
+    if problem is not None:
+        raise ConfigError(problem)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # configure() set the handlers: uvicorn's lines carry request ids
         access_log=settings.log_level == "debug",
         loop="auto",
-        http="auto",
-        timeout_graceful_shutdown=5,
+        http=limited_protocol(
+            settings.max_header_bytes, settings.max_headers, settings.header_timeout
+        ),
+        timeout_keep_alive=int(max(1, settings.timeout_keep_alive)),
+        # A backstop only: at --shutdown-timeout the generations are stopped (each with its
+        # final event), and their requests end at once.
+        timeout_graceful_shutdown=int(settings.shutdown_timeout) + 10,
     )
     server = _Server(config, settings, app.state.runtime)
     server.run()

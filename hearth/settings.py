@@ -32,8 +32,21 @@ LEGACY_ENV = {
     "hf_endpoint": "HF_ENDPOINT",
 }
 
-LIST_FIELDS = {"model", "cors_origins", "mcp_allow_urls"}
+LIST_FIELDS = {"model", "cors_origins", "mcp_allow_urls", "api_key", "allowed_hosts"}
 FILE_ONLY = {"models"}  # tables of the config file, never flags or environment variables
+
+
+_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0}
+_PER["hour"] = 3600.0
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """'60/min' as (60, 60.0): that many requests per window, per API key or client."""
+    count, sep, per = text.strip().partition("/")
+    window = _PER.get(per.strip().lower())
+    if not sep or window is None or not count.strip().isdigit() or int(count) < 1:
+        raise ValueError(f"rate limit {text!r}: expected N/s, N/min or N/hour (N >= 1)")
+    return int(count), window
 
 
 def default_models_dir() -> Path:
@@ -85,9 +98,29 @@ class Settings(BaseModel):
     chat_template_file: Path | None = None
     reasoning_format: Literal["parsed", "raw"] = "parsed"
     pooling: Literal["auto", "mean", "cls", "last"] = "auto"
-    api_key: str | None = None
+    # -- security --
+    api_key: list[str] = Field(default_factory=list)
+    api_key_file: Path | None = None
+    insecure_no_auth: bool = False
+    allowed_hosts: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
+    # -- limits --
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    max_headers: int = Field(100, ge=8)
+    header_timeout: float = Field(10.0, gt=0)
+    timeout_keep_alive: float = Field(5.0, gt=0)
+    max_queue: int = Field(256, ge=0)
+    request_timeout: float = Field(0.0, ge=0)
+    rate_limit: str | None = None
+    shutdown_timeout: float = Field(30.0, ge=0)
+    # -- observability --
+    metrics: Literal["on", "off"] = "on"
+    request_log: Literal["on", "off"] = "on"
+    request_log_days: float = Field(14.0, ge=0)
+    request_log_rows: int = Field(100_000, ge=0)
+    request_log_bodies: bool = False
+    log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     config: Path | None = None
     # -- model lifecycle --
@@ -115,6 +148,7 @@ class Settings(BaseModel):
         "draft_model",
         "data_dir",
         "mcp_config",
+        "api_key_file",
         mode="after",
     )
     @classmethod
@@ -126,6 +160,23 @@ class Settings(BaseModel):
     def _keep_alive(cls, value: KeepAliveValue) -> KeepAliveValue:
         parse_keep_alive(value)
         return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _one_key(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("rate_limit", mode="after")
+    @classmethod
+    def _rate_limit(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+    @property
+    def rate(self) -> tuple[int, float] | None:
+        """--rate-limit as (requests, per seconds); None: no limit."""
+        return parse_rate(self.rate_limit) if self.rate_limit else None
 
     @field_validator("max_memory", mode="after")
     @classmethod

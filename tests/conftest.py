@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import hearth.settings
 from hearth.models.packaged import GEMMA3, STARTER, ensure_packaged
 from hearth.settings import default_models_dir
+
+# Property tests: a few hundred examples in the suite, many more under `make fuzz`
+# (`--hypothesis-profile fuzz`). No deadline: a 2-core CI machine stalls now and then.
+_SLOW = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile("default", max_examples=200, deadline=None, suppress_health_check=_SLOW)
+settings.register_profile("fuzz", max_examples=5000, deadline=None, suppress_health_check=_SLOW)
+settings.load_profile("default")
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ one request) is tested end to end against the starter model in tests/e2e."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from hearth.engine.base import (
@@ -22,7 +23,7 @@ from hearth.engine.base import (
     Usage,
 )
 from hearth.engine.stops import StopMatcher
-from hearth.errors import ContextLengthExceeded
+from hearth.errors import ContextLengthExceeded, RequestTimeout
 from hearth.models.registry import ModelEntry
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
@@ -62,6 +63,17 @@ class FakeEngine(Engine):
         self.prompts: list[str] = []  # texts tokenized as prompts (with special tokens)
         self.fail_with: Exception | None = None  # raised after the first text, when set
 
+    async def _wait_gate(self, request: GenerationRequest) -> None:
+        """The gate, until the request's deadline (as the real engines time out)."""
+        assert self.gate is not None
+        if request.deadline is None:
+            await self.gate.wait()
+            return
+        try:
+            await asyncio.wait_for(self.gate.wait(), max(0.0, request.deadline - time.monotonic()))
+        except TimeoutError:
+            raise RequestTimeout("the request took longer than the request timeout") from None
+
     def check(self, request: GenerationRequest) -> GenerationRequest:
         room = self.info.ctx_size - len(request.prompt)
         if request.max_tokens is None:
@@ -89,7 +101,7 @@ class FakeEngine(Engine):
                 for i in range(request.max_tokens):
                     await asyncio.sleep(0)
                     if self.gate is not None:
-                        await self.gate.wait()
+                        await self._wait_gate(request)
                     produced += 1
                     text, stopped = stops.feed(WORDS[(i + index) % 8] + " ")
                     if text:

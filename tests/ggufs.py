@@ -1,7 +1,10 @@
-"""Small GGUF files made in the test suite with the `gguf` package's writer."""
+"""Small GGUF files made in the test suite: valid ones with the `gguf` package's writer, and raw
+ones whose headers lie, for the validator's fuzz tests."""
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
@@ -83,8 +86,6 @@ def corrupt(path: Path, how: str) -> Path:
 def split_gguf_file(source: Path, folder: Path, stem: str, parts: int = 2) -> list[Path]:
     """Split a real GGUF the way llama.cpp's gguf-split does: every part keeps the split.*
     keys, the first one all the metadata, the tensors spread in order."""
-    import struct
-
     from hearth.models.gguf_header import read_header
 
     header = read_header(source)
@@ -125,3 +126,77 @@ def split_gguf_file(source: Path, folder: Path, stem: str, parts: int = 2) -> li
         path.write_bytes(out)
         paths.append(path)
     return paths
+
+
+# Raw GGUF bytes for the fuzz tests. Unlike gguf.GGUFWriter these write whatever they are told,
+# so a header can lie: about a string's length, an array's count, a tensor's size or offset.
+U8, U32, U64, STRING, ARRAY = 0, 4, 10, 8, 9  # GGUF value type ids
+
+
+def gguf_str(text: str, *, claimed: int | None = None) -> bytes:
+    """A GGUF string; `claimed` replaces its true length in the length field."""
+    raw = text.encode()
+    return struct.pack("<Q", len(raw) if claimed is None else claimed) + raw
+
+
+def gguf_kv(key: str, vtype: int, payload: bytes) -> bytes:
+    """One metadata pair: key, value type, then the value's bytes as given."""
+    return gguf_str(key) + struct.pack("<I", vtype) + payload
+
+
+def gguf_array(etype: int, count: int, elements: bytes) -> bytes:
+    """An array value's payload (the pair's type is ARRAY); `count` may lie about `elements`."""
+    return struct.pack("<IQ", etype, count) + elements
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    name: str
+    shape: tuple[int, ...]  # as many dims as written, even past GGUF's limit of 4
+    ggml_type: int
+    offset: int  # from the start of the data section
+
+
+@dataclass(frozen=True)
+class RawGGUF:
+    data: bytes
+    data_offset: int  # where a reader that pads to `pad_to` finds the data section
+
+
+def tensor_nbytes(shape: tuple[int, ...], ggml_type: int) -> int:
+    """Bytes of a tensor's data, from the gguf package's block table (rows are whole blocks)."""
+    block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ggml_type)]
+    n = 1
+    for d in shape:
+        n *= d
+    return n // block * type_size
+
+
+def raw_gguf(
+    kvs: list[bytes],
+    tensors: list[RawTensor],
+    *,
+    data_size: int,
+    pad_to: int = 32,
+    version: int = 3,
+    n_tensors: int | None = None,
+    n_kv: int | None = None,
+) -> RawGGUF:
+    """Header, metadata pairs, tensor infos, zero padding to `pad_to`, then `data_size` zero
+    bytes of tensor data. The counts default to the true ones."""
+    infos = [
+        gguf_str(t.name)
+        + struct.pack(f"<I{len(t.shape)}Q", len(t.shape), *t.shape)
+        + struct.pack("<IQ", t.ggml_type, t.offset)
+        for t in tensors
+    ]
+    head = struct.pack(
+        "<IIQQ",
+        0x46554747,
+        version,
+        len(tensors) if n_tensors is None else n_tensors,
+        len(kvs) if n_kv is None else n_kv,
+    )
+    out = head + b"".join(kvs) + b"".join(infos)
+    out += bytes(-len(out) % pad_to)
+    return RawGGUF(out + bytes(data_size), len(out))

@@ -20,16 +20,24 @@ from hearth.api.errors import install_error_handlers
 from hearth.api.lifecycle.router import router as lifecycle_router
 from hearth.api.mcp.router import router as mcp_router
 from hearth.api.middleware import (
-    ApiKeyMiddleware,
     BodySizeLimitMiddleware,
     JsonBodyCheckMiddleware,
     RequestIdMiddleware,
 )
 from hearth.api.models.router import router as models_router
+from hearth.api.observe import DrainMiddleware, ObserveMiddleware, RateLimitMiddleware
 from hearth.api.ollama.models_router import router as ollama_models_router
 from hearth.api.ollama.router import router as ollama_router
+from hearth.api.ops.router import router as ops_router
 from hearth.api.pull.router import router as pull_router
 from hearth.api.responses.router import router as responses_router
+from hearth.api.security import (
+    LOCAL_ORIGINS_REGEX,
+    ApiKeyMiddleware,
+    HostCheckMiddleware,
+    is_loopback,
+    load_api_keys,
+)
 from hearth.api.system.router import router as system_router
 from hearth.errors import HearthError
 from hearth.models.manager import EngineFactory
@@ -39,14 +47,12 @@ from hearth.store.retention import retention_interval, start_retention
 
 log = logging.getLogger("hearth")
 
-# Browser pages served from these hosts may call the API unless --cors-origins says otherwise.
-LOCAL_ORIGINS_REGEX = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
-
 
 def create_app(
     settings: Settings, *, factory: EngineFactory | None = None, runtime: Runtime | None = None
 ) -> FastAPI:
     """A Hearth app. Models named in settings start loading when the app starts."""
+    keys = load_api_keys(settings)  # a bad key file stops start-up with its line
     rt = runtime or build_runtime(settings, factory)
 
     @contextlib.asynccontextmanager
@@ -75,6 +81,7 @@ def create_app(
         anthropic_router,
         responses_router,
         mcp_router,
+        ops_router,
         ollama_router,
         models_router,
         system_router,
@@ -85,19 +92,35 @@ def create_app(
     app.include_router(pull_router)
     app.include_router(ollama_models_router)
 
-    # Added innermost first: the request id wraps everything, so even a 401 or 413 has one.
+    # Added innermost first. From the outside in: the request id (even a 403 has one), the
+    # record that the metrics and the request log read (so refusals are counted too), the
+    # Host check, CORS, the drain's 503s, the key, the rate limit (per key), the body checks.
     app.add_middleware(JsonBodyCheckMiddleware)
-    if settings.api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.rate is not None:
+        count, window = settings.rate
+        app.add_middleware(RateLimitMiddleware, count=count, window=window)
+    if keys:
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
+    app.add_middleware(DrainMiddleware, draining=lambda: rt.draining)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_origin_regex=None if "*" in settings.cors_origins else LOCAL_ORIGINS_REGEX,
         allow_methods=["*"],
         allow_headers=["*"],
+        allow_credentials=False,  # keys travel in headers, never cookies: and never with `*`
         expose_headers=["x-request-id"],
     )
+    if is_loopback(settings.host) or settings.allowed_hosts:
+        app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_hosts)
+    if rt.metrics is not None or rt.request_log is not None:
+        app.add_middleware(
+            ObserveMiddleware,
+            metrics=rt.metrics,
+            log=rt.request_log,
+            bodies=settings.request_log_bodies,
+        )
     app.add_middleware(RequestIdMiddleware)
     return app
 

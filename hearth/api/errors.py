@@ -33,14 +33,33 @@ def error_response(
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict"}
 
 
-def _param(loc: tuple[Any, ...]) -> str | None:
+def _param(loc: tuple[Any, ...], body: Any = None) -> str | None:
     parts = [
-        str(p)
+        p
         for p in loc
         if p not in ("body", "query", "path")
         and not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p))
     ]
-    return ".".join(parts) or None
+    if loc[:1] == ("body",) and isinstance(body, dict | list):
+        parts = _in_body(parts, body)
+    return ".".join(str(p) for p in parts) or None
+
+
+def _in_body(parts: list[Any], body: Any) -> list[Any]:
+    """The steps of `parts` that are in the body the client sent. A tagged union's tag
+    ('json_schema' in response_format.json_schema.json_schema.schema) is not; a field
+    missing from an object, the last step, is kept."""
+    kept: list[Any] = []
+    node = body
+    for k, part in enumerate(parts):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            node = node[part]
+        elif k < len(parts) - 1 or not isinstance(node, dict):
+            continue
+        kept.append(part)
+    return kept
 
 
 def validation_error(exc: RequestValidationError) -> InvalidRequestError:
@@ -52,7 +71,7 @@ def validation_error(exc: RequestValidationError) -> InvalidRequestError:
         return InvalidRequestError(
             f"the request body is not valid JSON: {detail}".strip(), code="invalid_json"
         )
-    param = _param(tuple(first.get("loc", ())))
+    param = _param(tuple(first.get("loc", ())), exc.body)
     if first.get("type") == "missing":
         message = f"missing required parameter '{param}'"
     elif param:
@@ -70,7 +89,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_hearth_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HearthError)
         retry_after = getattr(exc, "retry_after", 5)
-        headers = {"retry-after": str(retry_after)} if exc.status_code == 503 else None
+        headers = {"retry-after": str(retry_after)} if exc.status_code in (429, 503) else None
         return error_response(exc, headers, request.url.path)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:

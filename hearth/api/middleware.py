@@ -1,9 +1,9 @@
-"""Pure ASGI middleware: request ids, body size limit, JSON body checks, API key. Pure ASGI
-so that streamed responses pass through untouched and without extra buffering."""
+"""Pure ASGI middleware: request ids, body size limit, JSON body checks (API keys and the
+Host check: api/security). Pure ASGI so that streamed responses pass through untouched and
+without extra buffering."""
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import uuid
@@ -13,14 +13,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth.api.jsonscan import MAX_JSON_DEPTH, JsonBodyScan
 from hearth.api.shapes import error_body
-from hearth.errors import AuthenticationError, HearthError, InvalidRequestError, RequestTooLarge
+from hearth.errors import HearthError, InvalidRequestError, RequestTooLarge
 
 
-async def _send_error(
+async def send_error(
     scope: Scope, send: Send, exc: HearthError, extra: list[tuple[bytes, bytes]]
 ) -> None:
+    """An error response from middleware, in the route's API shape (Retry-After with a 429
+    or a 503, as the app's handlers add it)."""
     body = json.dumps(error_body(exc, scope["path"])).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if exc.status_code in (429, 503):
+        headers.append((b"retry-after", str(getattr(exc, "retry_after", 5)).encode()))
     await send(
         {"type": "http.response.start", "status": exc.status_code, "headers": headers + extra}
     )
@@ -88,7 +92,7 @@ class BodySizeLimitMiddleware:
         error = RequestTooLarge(f"the request body is larger than {self.max_bytes} bytes")
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_error(scope, send, error, [(b"connection", b"close")])
+                await send_error(scope, send, error, [(b"connection", b"close")])
                 return
         seen = 0
 
@@ -140,41 +144,3 @@ class JsonBodyCheckMiddleware:
             return message
 
         await self.app(scope, checking_receive, send)
-
-
-class ApiKeyMiddleware:
-    """With an API key set, every route but /health needs it: as `Authorization: Bearer
-    <key>`, or as `x-api-key: <key>` (Anthropic's clients send that)."""
-
-    EXEMPT = frozenset({"/health"})
-
-    def __init__(self, app: ASGIApp, api_key: str):
-        self.app = app
-        self.key = api_key.encode()
-        self.bearer = b"Bearer " + self.key
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] == "OPTIONS"  # CORS preflights carry no credentials
-            or scope["path"] in self.EXEMPT
-        ):
-            await self.app(scope, receive, send)
-            return
-        bearer = key = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                bearer = value
-            elif name == b"x-api-key":
-                key = value
-        # Both compared, always: the time taken says nothing of which one was close.
-        ok_bearer = hmac.compare_digest(bearer, self.bearer)
-        ok_key = hmac.compare_digest(key, self.key)
-        if not (ok_bearer or ok_key):
-            err = AuthenticationError(
-                "missing or invalid API key: send it as 'Authorization: Bearer <key>' "
-                "or 'x-api-key: <key>'"
-            )
-            await _send_error(scope, send, err, [(b"www-authenticate", b"Bearer")])
-            return
-        await self.app(scope, receive, send)

@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from hearth.api.shapes import openai_error_body
 from hearth.errors import HearthError, RequestCancelled
+from hearth.observe.record import current as current_record
 from hearth.pipeline.events import KeepAlive
 
 T = TypeVar("T")
@@ -57,8 +58,14 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         sender = asyncio.ensure_future(self._send_items(send))
-        with contextlib.suppress(OSError):  # the socket went away mid-send
+        try:
             await _race(sender, receive)
+        except (RequestCancelled, OSError):  # the client left, or its socket did mid-send
+            # Nothing to answer (the response has started, and nobody reads it); the
+            # request log says why it ended.
+            record = current_record()
+            if record is not None:
+                record.failed("cancelled", "client_disconnected")
 
     async def _send_items(self, send: Send) -> None:
         try:
@@ -81,6 +88,13 @@ class EventStreamResponse(Response):
 
     async def _send_error(self, send: Send, exc: HearthError) -> None:
         await send({"type": "http.response.body", "body": self.frame_error(exc), "more_body": True})
+
+
+def stream_responses(stream: type[EventStreamResponse]) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=` for the OpenAPI document: its 200 may also be `stream`'s media
+    type (with `stream: true`), documented loosely as text, not event by event."""
+    media_type = stream.content_type.split(b";", 1)[0].decode()
+    return {200: {"content": {media_type: {"schema": {"type": "string"}}}}}
 
 
 @contextlib.asynccontextmanager

@@ -169,8 +169,9 @@ def template_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         fn = dict(call.get("function") or {})
         args = fn.get("arguments")
         if isinstance(args, str):
-            # Not JSON: the template gets the string as sent.
-            with contextlib.suppress(json.JSONDecodeError):
+            # Not JSON (or nested past the parser's recursion limit): the template gets the
+            # string as sent.
+            with contextlib.suppress(json.JSONDecodeError, RecursionError):
                 fn["arguments"] = json.loads(args)
         call["function"] = fn
         out.append(call)

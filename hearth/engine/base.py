@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -60,6 +61,8 @@ class GenerationRequest:
     keep_special: frozenset[int] = frozenset()
     # Set by Engine.check: generate() does not check (and parse the grammar) a second time.
     checked: bool = False
+    # time.monotonic() past which the generation fails with RequestTimeout (--request-timeout).
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +216,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop the worker and free native memory; pending requests fail."""
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop that serves this engine's callers (the model manager's); an engine
+        may read its results there. By default nothing changes."""
+        return
 
     def watch(self, on_crash: Callable[[str], None]) -> None:
         """Have on_crash(reason) called, from any thread, if the engine dies by itself (at

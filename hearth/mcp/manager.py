@@ -12,6 +12,7 @@ whose caller was cancelled.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -270,6 +271,7 @@ class McpManager:
         self._servers = {name: _Server(config) for name, config in configs.items()}
         self._allow = {_origin(url) for url in allow_urls or []}
         self._url_servers: OrderedDict[str, _Server] = OrderedDict()
+        self.calls: collections.Counter[tuple[str, str]] = collections.Counter()  # (server, ok)
 
     async def start(self, *, eager: bool = False) -> None:
         """With eager, start every enabled server now; failures are recorded, never raised."""
@@ -308,6 +310,15 @@ class McpManager:
 
     async def call_tool(self, name: str, tool: str, arguments: dict[str, Any]) -> str:
         """Call a tool; its text content, joined. Failures are McpCallError."""
+        try:
+            text = await self._call_tool(name, tool, arguments)
+        except McpCallError:
+            self.calls[name, "error"] += 1
+            raise
+        self.calls[name, "ok"] += 1
+        return text
+
+    async def _call_tool(self, name: str, tool: str, arguments: dict[str, Any]) -> str:
         server = self._get(name)
         allowed = server.config.allowed_tools
         if allowed is not None and tool not in allowed:

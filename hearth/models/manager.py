@@ -10,6 +10,7 @@ with a lease out is never evicted: the new load waits for one to go idle, and af
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -91,6 +92,8 @@ class ModelManager:
         self.estimate = estimate or (lambda entry: entry.size_bytes)
         self.load_errors: dict[str, str] = {}
         self.crashes: dict[str, str] = {}  # id -> why its last engine died (until reloaded)
+        self.restarts: collections.Counter[str] = collections.Counter()  # crashes since start
+        self.load_seconds: dict[str, float] = {}  # id -> how long its last load took
         self.failed: dict[str, str] = {}  # id -> why it is refused until loaded explicitly
         self._crash_times: dict[str, deque[float]] = {}
         self._loaded: dict[str, LoadedModel] = {}
@@ -333,7 +336,9 @@ class ModelManager:
             loop.call_soon_threadsafe(self._crashed, loaded, reason)
 
         engine.watch(on_crash)
-        log.info("loaded %s in %.1fs", entry.id, time.perf_counter() - started)
+        engine.attach(loop)
+        self.load_seconds[entry.id] = time.perf_counter() - started
+        log.info("loaded %s in %.1fs", entry.id, self.load_seconds[entry.id])
         if not self._pins[entry.id]:  # everyone who wanted it went away meanwhile
             self._schedule_idle(loaded)
         return loaded
@@ -376,6 +381,7 @@ class ModelManager:
         if self._loaded.get(model_id) is not loaded:
             return  # already unloaded
         self.crashes[model_id] = reason
+        self.restarts[model_id] += 1
         times = self._crash_times.setdefault(model_id, deque())
         now = time.monotonic()
         times.append(now)

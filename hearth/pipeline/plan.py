@@ -41,6 +41,8 @@ log = logging.getLogger("hearth.api")
 
 # Template variables a request may not override through chat_template_kwargs.
 RESERVED_TEMPLATE_VARS = {"messages", "tools", "add_generation_prompt", "bos_token", "eos_token"}
+# The functions templates call (ours and Jinja's): a kwarg of that name would shadow them.
+RESERVED_TEMPLATE_VARS |= {"raise_exception", "strftime_now", "range", "namespace", "dict"}
 
 
 @dataclass(slots=True)

@@ -23,8 +23,10 @@ from hearth.engine.base import (
     Usage,
 )
 from hearth.engine.base import Event as EngineEvent
-from hearth.errors import ModelUnloaded
+from hearth.errors import HearthError, ModelUnloaded, ServiceUnavailable
 from hearth.models.manager import LoadedModel, ModelManager
+from hearth.observe.metrics import Metrics
+from hearth.observe.record import current as current_record
 from hearth.pipeline.events import (
     Done,
     Event,
@@ -73,11 +75,23 @@ class _Choice:
 
 
 class Pipeline:
-    """Leases, preparation and the event translation, shared by every dialect."""
+    """Leases, preparation and the event translation, shared by every dialect; the limits
+    (--max-queue, --request-timeout) and the request record's figures live here too, once."""
 
-    def __init__(self, models: ModelManager, *, reasoning_format: ReasoningFormat = "parsed"):
+    def __init__(
+        self,
+        models: ModelManager,
+        *,
+        reasoning_format: ReasoningFormat = "parsed",
+        metrics: Metrics | None = None,
+        max_queue: int = 0,
+        request_timeout: float = 0.0,
+    ):
         self.models = models
         self.reasoning_format: ReasoningFormat = reasoning_format
+        self.metrics = metrics
+        self.max_queue = max_queue
+        self.request_timeout = request_timeout
 
     async def stream(self, request: ConversationRequest, render: Renderer[T]) -> AsyncIterator[T]:
         """The rendered stream. Bad requests raise here, before anything streams; the stream
@@ -105,11 +119,32 @@ class Pipeline:
     async def _prepare(
         self, request: ConversationRequest, model: LoadedModel, start: int
     ) -> Prepared:
+        self.admit(model)
         load_ns = time.monotonic_ns() - start
         # Rendering, tokenizing and checks are CPU work (and calls to an engine child).
         prepared = await asyncio.to_thread(prepare, request, model, self.reasoning_format)
         prepared.load_ns = load_ns
+        if self.request_timeout:
+            deadline = start / 1e9 + self.request_timeout  # monotonic_ns is time.monotonic's
+            for gen in prepared.generations:
+                gen.deadline = deadline
         return prepared
+
+    def admit(self, model: LoadedModel) -> None:
+        """--max-queue: with every sequence busy and that many requests waiting already, a
+        new one is refused now (503) rather than queued for minutes. The caller's own lease
+        counts in `active`."""
+        if not self.max_queue:
+            return
+        parallel = getattr(model.engine, "parallel", 1)
+        if self.models.active(model.entry.id) > parallel + self.max_queue:
+            err = ServiceUnavailable(
+                f"model '{model.entry.id}' has {self.max_queue} requests waiting already; "
+                "retry later",
+                code="queue_full",
+            )
+            err.retry_after = 1
+            raise err
 
     async def events(self, prepared: Prepared) -> AsyncIterator[Event]:
         """The neutral events of every generation of `prepared`; choice i of prompt p is
@@ -119,6 +154,11 @@ class Pipeline:
         usage = Usage(0, 0, 0)
         started = time.monotonic_ns()
         first: int | None = None
+        record = current_record()
+        itl = None
+        if self.metrics is not None and record is not None:
+            itl = self.metrics.itl.labels(prepared.model.entry.id)
+        last = 0
         gens = prepared.generations
         # One prompt (every conversation): the engine's own stream, no merging layer.
         source = prepared.model.engine.generate(gens[0]) if len(gens) == 1 else _merged(prepared)
@@ -126,7 +166,13 @@ class Pipeline:
             async for event in source:
                 if isinstance(event, TextDelta):
                     if first is None:
-                        first = time.monotonic_ns()
+                        first = last = time.monotonic_ns()
+                        if record is not None:
+                            record.first_token()
+                    elif itl is not None:
+                        now = time.monotonic_ns()
+                        itl.observe((now - last) / 1e9)
+                        last = now
                     i = event.index
                     choice = choices[i]
                     assert choice is not None, "text after the choice finished"
@@ -157,6 +203,10 @@ class Pipeline:
                 elif isinstance(event, PromptProgress):
                     yield Progress(event.processed, event.total)
         except Exception as exc:
+            if record is not None:
+                record.add_usage(prepared.model.entry.id, usage)
+                if isinstance(exc, HearthError):
+                    record.failed(exc.type, exc.code)
             # The choices still open end here; the exception follows for the dialect to show.
             cut: FinishReason = "cancelled" if isinstance(exc, ModelUnloaded) else "error"
             for i, choice in enumerate(choices):
@@ -164,6 +214,8 @@ class Pipeline:
                     yield Finished(i, cut)
             raise
         end = time.monotonic_ns()
+        if record is not None:
+            record.add_usage(prepared.model.entry.id, usage)
         first = first if first is not None else end
         yield Done(usage, Timings(prepared.load_ns, first - started, end - first))
 

@@ -56,6 +56,32 @@ MIGRATIONS: list[str] = [
     CREATE INDEX responses_by_last_use ON responses(last_used_at);
     CREATE INDEX conversations_by_last_use ON conversations(last_used_at);
     """,
+    # 3: the request log, one row per API request.
+    """
+    CREATE TABLE requests (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- the log's order and its page cursor
+        time REAL NOT NULL,                     -- when the request arrived (Unix seconds)
+        request_id TEXT NOT NULL,
+        method TEXT NOT NULL,
+        route TEXT NOT NULL,                    -- the route's template, /v1/responses/{id}
+        path TEXT NOT NULL,
+        api TEXT NOT NULL,                      -- openai, ollama, anthropic or hearth
+        model TEXT,
+        status INTEGER NOT NULL,
+        error_type TEXT,
+        error_code TEXT,
+        prompt_tokens INTEGER,
+        cached_tokens INTEGER,
+        completion_tokens INTEGER,
+        ttft_ms REAL,
+        latency_ms REAL NOT NULL,
+        client TEXT,
+        api_key_name TEXT,                      -- the key's name, never the key
+        request_body TEXT,                      -- only with --request-log-bodies
+        output TEXT
+    );
+    CREATE INDEX requests_by_time ON requests(time);
+    """,
 ]
 
 

@@ -104,6 +104,30 @@ def paginate(
     return _page(window[:limit], len(window) > limit)
 
 
+# The request log's columns, as the rows handed to add_requests name them.
+REQUEST_COLUMNS = (
+    "time",
+    "request_id",
+    "method",
+    "route",
+    "path",
+    "api",
+    "model",
+    "status",
+    "error_type",
+    "error_code",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "ttft_ms",
+    "latency_ms",
+    "client",
+    "api_key_name",
+    "request_body",
+    "output",
+)
+
+
 class Store:
     """Hearth's SQLite store. `ttl_seconds` None keeps everything; `expire` archives expired
     conversations as JSON under `archive_dir`."""
@@ -372,6 +396,62 @@ class Store:
             return deleted > 0
 
     # -- retention ------------------------------------------------------------------------------
+
+    # -- the request log ---------------------------------------------------------------------
+
+    def add_requests(self, rows: list[dict[str, Any]]) -> None:
+        """Append request-log rows (REQUEST_COLUMNS) in one transaction."""
+        if not rows:
+            return
+        sql = (
+            f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
+        )
+        with self._write() as db:
+            db.executemany(sql, [tuple(r.get(c) for c in REQUEST_COLUMNS) for r in rows])
+
+    def list_requests(
+        self,
+        *,
+        limit: int,
+        before: int | None = None,
+        model: str | None = None,
+        status: int | None = None,
+        route: str | None = None,
+        since: float | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Newest first; `before` is a row's `seq` (the next page starts below it). Returns
+        the rows and whether more match."""
+        where, args = [], []
+        for clause, value in (
+            ("seq < ?", before),
+            ("model = ?", model),
+            ("status = ?", status),
+            ("route = ?", route),
+            ("time >= ?", since),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = f"SELECT seq, {', '.join(REQUEST_COLUMNS)} FROM requests"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        with self._read() as db:
+            rows = db.execute(sql, (*args, limit + 1)).fetchall()
+        names = ("seq", *REQUEST_COLUMNS)
+        return [dict(zip(names, row, strict=True)) for row in rows[:limit]], len(rows) > limit
+
+    def prune_requests(self, *, older_than: float, keep_rows: int) -> int:
+        """Drop rows from before `older_than` and all but the newest `keep_rows`."""
+        with self._write() as db:
+            gone = db.execute("DELETE FROM requests WHERE time < ?", (older_than,)).rowcount
+            gone += db.execute(
+                "DELETE FROM requests WHERE seq <= "
+                "(SELECT seq FROM requests ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (keep_rows,),
+            ).rowcount
+        return int(gone)
 
     def expire(self, now: float | None = None) -> int:
         """Remove what was last used more than the TTL ago: each expired conversation is first

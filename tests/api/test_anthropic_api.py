@@ -88,7 +88,7 @@ async def test_tool_use_blocks_streamed_and_whole(make_app: Callable[..., FastAP
     calls = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             await client.post("/v1/messages", json=body(max_tokens=1))  # load the model
             engine = app.state.runtime.models._loaded[FAKE_ID].engine
             ask = body(tools=[WEATHER], tool_choice={"type": "any"}, max_tokens=64)
@@ -135,7 +135,7 @@ async def test_output_config_constrains_the_answer(make_app: Callable[..., FastA
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             fmt = {"format": {"type": "json_schema", "schema": schema}}
             r = await client.post("/v1/messages", json=body(output_config=fmt))
             assert r.status_code == 200
@@ -209,7 +209,7 @@ async def test_x_api_key_is_an_api_key(make_app: Callable[..., FastAPI]) -> None
     app = make_app(api_key="sekrit")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             refused = await client.post("/v1/messages", json=body())
             assert refused.status_code == 401
             assert refused.json()["error"]["type"] == "authentication_error"

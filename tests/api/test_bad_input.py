@@ -231,6 +231,14 @@ def test_json_body_scan(body: bytes, words: str | None, size: int) -> None:
     assert problem is None if words is None else problem is not None and words in problem
 
 
+async def test_a_page_cursor_past_sqlites_integers_is_a_400(client: httpx.AsyncClient) -> None:
+    # Found by tests/api/test_openapi_fuzz.py: it reached SQLite and overflowed there, a 500.
+    r = await client.get("/api/requests", params={"before": 2**63})
+    assert r.status_code == 400 and error_fields(r.json(), "/api/requests")["param"] == "before"
+    r = await client.get("/api/requests", params={"before": 2**63 - 1})
+    assert r.status_code == 200 and r.json()["data"] == []
+
+
 async def test_a_keep_alive_past_a_century_is_forever(client: httpx.AsyncClient) -> None:
     # 1e30 seconds from now is no timestamp: /api/ps would fail on it from then on.
     r = await client.post("/v1/chat/completions", json=chat_body(max_tokens=1, keep_alive=1e30))

@@ -125,7 +125,7 @@ async def test_a_failure_mid_stream_still_ends_the_stream(
     app = make_app()
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             assert (await c.post("/v1/chat/completions", json=chat_body())).status_code == 200
             (loaded,) = app.state.runtime.models.loaded()
             loaded.engine.fail_with = RuntimeError("boom")

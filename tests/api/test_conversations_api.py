@@ -236,11 +236,11 @@ async def test_conversations_survive_a_new_app(make_app: Any) -> None:
     first = make_app()
     async with first.router.lifespan_context(first):
         transport = httpx.ASGITransport(app=first)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             conv = await create(c, items=[{"role": "user", "content": "kept"}])
     second = make_app()
     async with second.router.lifespan_context(second):
         transport = httpx.ASGITransport(app=second)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             r = await c.get(f"/v1/conversations/{conv['id']}/items")
             assert [i["content"][0]["text"] for i in r.json()["data"]] == ["kept"]

@@ -114,7 +114,7 @@ async def test_body_too_large(make_app: Callable[..., FastAPI]) -> None:
     app = make_app(max_body_bytes=2048)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c,
     ):
         big = chat_body(messages=[{"role": "user", "content": "x" * 5000}])
         assert_error(await c.post("/v1/chat/completions", json=big), 413, "request_too_large", None)
@@ -132,7 +132,7 @@ async def test_api_key(make_app: Callable[..., FastAPI]) -> None:
     app = make_app(api_key="sekrit")
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c,
     ):
         assert_error(await c.get("/v1/models"), 401, "invalid_api_key", None)
         wrong = {"authorization": "Bearer nope"}
@@ -149,7 +149,7 @@ async def test_cors(make_app: Callable[..., FastAPI]) -> None:
         (make_app(cors_origins=["https://app.example"]), "https://app.example", True),
     ]:
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://test"
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
         ) as c:
             r = await c.options(
                 "/v1/chat/completions",

@@ -69,7 +69,7 @@ async def client(build: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
     app, engines = build()
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             c.engines = engines  # type: ignore[attr-defined]
             yield c
 
@@ -231,7 +231,7 @@ async def test_no_room_is_503_with_retry_after(build: Callable[..., Any]) -> Non
     app, engines = build(max_loaded_models=1, model_wait_timeout=0.2)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c,
     ):
         c.engines = engines  # type: ignore[attr-defined]
         task, gate = await in_flight(c, "alpha")
@@ -263,7 +263,7 @@ async def test_health_and_status_show_a_lazy_load_under_way(tmp_path: Path) -> N
     app = create_app(settings, factory=slow)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c,
     ):
         asking = [asyncio.create_task(c.post("/v1/chat/completions", json=chat("slow")))
                   for _ in range(3)]  # fmt: skip

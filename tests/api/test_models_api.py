@@ -67,7 +67,7 @@ async def test_health_is_503_while_a_start_up_model_loads(tmp_path) -> None:  # 
     app = create_app(settings, factory=slow_factory)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c,
     ):
         await asyncio.sleep(0.1)  # let the preload task start
         r = await c.get("/health")

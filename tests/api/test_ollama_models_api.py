@@ -78,7 +78,7 @@ def build(tmp_path: Path) -> Callable[..., tuple[FastAPI, dict[str, FakeEngine]]
 async def connect(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             yield c
 
 

@@ -45,7 +45,7 @@ async def client(tmp_path: Path, hub: FakeHub) -> AsyncIterator[httpx.AsyncClien
     app = create_app(settings, factory=factory)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             yield c
 
 

@@ -183,7 +183,7 @@ async def test_auto_inject_and_max_tool_calls(
     app = make_app(mcp_config=config)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             fake = await engine(app)
             fake.replies += [call("add", {"a": 1, "b": 2}), "Three."]
             out = (await client.post("/v1/responses", json=body(tools=None))).json()

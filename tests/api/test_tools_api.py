@@ -159,7 +159,7 @@ async def test_server_option_makes_raw_the_default(make_app: Callable[..., FastA
     app = make_app(reasoning_format="raw")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             (await engine(app)).replies += ["<think>x</think>y", "<think>x</think>y"]
             assert (await post(c)).json()["choices"][0]["message"]["content"] == "<think>x</think>y"
             parsed = (await post(c, reasoning_format="parsed")).json()["choices"][0]["message"]
@@ -176,7 +176,7 @@ async def test_template_kwargs_and_reasoning_effort_reach_the_template(
     app = make_app(chat_template_file=template)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             r = await post(
                 c, chat_template_kwargs={"enable_thinking": False}, reasoning_effort="low"
             )

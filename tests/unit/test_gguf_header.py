@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,25 @@ def test_truncated_mid_tensor(tmp_path: Path, starter_model: Path) -> None:
         p.write_bytes(src.read(50_000_000))
     with pytest.raises(GGUFError, match="truncated or corrupt"):
         read_header(p)
+
+
+def test_real_tensor_table_over_missing_data(tmp_path: Path, starter_model: Path) -> None:
+    """CVE-2024-12055's case: a real tensor table whose data is not all in the file. Sparse
+    zeros stand in for the weights, since only the header is read; one byte short is refused,
+    naming the tensor that would be read out of bounds."""
+    header = read_header(starter_model)
+    last = max(header.tensors, key=lambda t: t.offset + t.n_bytes)
+    end = header.data_offset + last.offset + last.n_bytes
+    p = tmp_path / "cut.gguf"
+    with starter_model.open("rb") as src:
+        p.write_bytes(src.read(header.data_offset))
+    os.truncate(p, end - 1)
+    with pytest.raises(
+        GGUFError, match=f"tensor '{last.name}' ends at byte {end - header.data_offset} "
+    ):
+        read_header(p)
+    os.truncate(p, end)
+    assert len(read_header(p).tensors) == len(header.tensors)
 
 
 # Not named `model`: that is the session fixture (a loaded NativeModel) in conftest.py.

@@ -68,7 +68,7 @@ def ids(items: list[Item]) -> list[str]:
 
 def test_new_database_settings_and_version(tmp_path: Path) -> None:
     conn = open_database(tmp_path / "sub" / "hearth.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 3
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
@@ -99,7 +99,7 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     assert conv is not None and conv.metadata == {"k": "v"}
     s.close()
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 3
     # v2's column, filled from created_at so old rows age from when they were made
     assert check.execute("SELECT last_used_at FROM responses").fetchone()[0] == 1000
     check.close()
@@ -493,4 +493,22 @@ def test_kill_9_mid_write_leaves_every_written_response(tmp_path: Path) -> None:
     assert len(items) % 55 == 0
     n_conv = sum(1 for rid in written if int(rid.split("_")[1]) % 2)
     assert len(items) >= 55 * n_conv
+    s.close()
+
+
+def test_the_request_log_keeps_what_its_limits_allow(tmp_path: Path) -> None:
+    s = Store(tmp_path / "h.db", ttl_seconds=None, archive_dir=tmp_path / "logs")
+    row = {"request_id": "r", "method": "POST", "route": "/v1/x", "path": "/v1/x"}
+    rows = [
+        {**row, "time": t, "api": "openai", "status": 200, "latency_ms": 1.0} for t in range(10)
+    ]
+    s.add_requests(rows)
+    assert s.prune_requests(older_than=3, keep_rows=100) == 3  # times 0, 1, 2
+    assert s.prune_requests(older_than=0, keep_rows=4) == 3  # the newest 4 stay
+    listed, more = s.list_requests(limit=10)
+    assert [r["time"] for r in listed] == [9, 8, 7, 6] and not more
+    first, more = s.list_requests(limit=2)
+    assert more and [r["time"] for r in first] == [9, 8]
+    rest, more = s.list_requests(limit=2, before=first[-1]["seq"])
+    assert [r["time"] for r in rest] == [7, 6] and not more
     s.close()

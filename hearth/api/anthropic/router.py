@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from hearth.api.anthropic import protocol as wire
 from hearth.api.deps import json_response, runtime
-from hearth.api.streaming import NamedEventStream, cancel_on_disconnect
+from hearth.api.streaming import NamedEventStream, cancel_on_disconnect, stream_responses
 from hearth.errors import HearthError
 
 router = APIRouter()
@@ -25,7 +25,9 @@ class AnthropicEventStream(NamedEventStream):
         return b"event: error\ndata: " + json.dumps(wire.error_body(exc)).encode() + b"\n\n"
 
 
-@router.post("/v1/messages", response_model=wire.Message)
+@router.post(
+    "/v1/messages", response_model=wire.Message, responses=stream_responses(AnthropicEventStream)
+)
 async def create_message(body: wire.MessageCreateParams, request: Request) -> Response:
     result = await cancel_on_disconnect(request, runtime(request).messages.create(body))
     if isinstance(result, wire.Message):

@@ -97,7 +97,7 @@ def _message(i: int, msg: ChatCompletionMessageParam) -> Message:
     return Message(
         role=msg.role,
         content=content or "",
-        tool_calls=[_tool_call(c) for c in msg.tool_calls or []],
+        tool_calls=[_tool_call(i, j, c) for j, c in enumerate(msg.tool_calls or [])],
         tool_call_id=msg.tool_call_id,
         name=msg.name,
         reasoning=reasoning,
@@ -105,8 +105,13 @@ def _message(i: int, msg: ChatCompletionMessageParam) -> Message:
     )
 
 
-def _tool_call(call: dict[str, Any]) -> ToolCall:
+def _tool_call(i: int, j: int, call: dict[str, Any]) -> ToolCall:
     fn = call.get("function") or {}
+    if not isinstance(fn, dict) or not isinstance(fn.get("name") or "", str):
+        raise InvalidRequestError(
+            "a tool call's 'function' must be an object with the function's 'name'",
+            param=f"messages.{i}.tool_calls.{j}.function",
+        )
     return ToolCall(
         id=str(call.get("id") or ""), name=fn.get("name") or "", arguments=fn.get("arguments")
     )

@@ -7,12 +7,14 @@ from starlette.responses import Response
 
 from hearth.api.completions.protocol import Completion, CompletionRequest
 from hearth.api.deps import json_response, runtime
-from hearth.api.streaming import EventStreamResponse, cancel_on_disconnect
+from hearth.api.streaming import EventStreamResponse, cancel_on_disconnect, stream_responses
 
 router = APIRouter()
 
 
-@router.post("/v1/completions", response_model=Completion)
+@router.post(
+    "/v1/completions", response_model=Completion, responses=stream_responses(EventStreamResponse)
+)
 async def create_completion(body: CompletionRequest, request: Request) -> Response:
     result = await cancel_on_disconnect(request, runtime(request).completions.create(body))
     if isinstance(result, Completion):

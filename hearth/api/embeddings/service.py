@@ -18,10 +18,11 @@ from hearth.api.embeddings.protocol import (
     EmbeddingRequest,
     EmbeddingUsage,
 )
-from hearth.engine.base import Engine
+from hearth.engine.base import Engine, Usage
 from hearth.errors import ContextLengthExceeded, InvalidRequestError
 from hearth.models.keepalive import keep_alive_seconds
 from hearth.models.manager import LoadedModel, ModelManager
+from hearth.observe.record import current as current_record
 from hearth.pipeline.prepare import prompt_items, tokenized_items
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
@@ -98,6 +99,9 @@ class EmbeddingsService:
         async with self.models.use(model, keep_alive) as lease:
             load_ns = time.monotonic_ns() - start
             vectors, tokens = await self._embed(lease.model, raw, dimensions, truncate)
+            record = current_record()
+            if record is not None:
+                record.add_usage(lease.model.entry.id, Usage(tokens, 0, 0))
             return Embedded(lease.model.entry.id, vectors, tokens, load_ns)
 
     async def _embed(

@@ -19,7 +19,7 @@ from hearth.api.ollama.models_protocol import (
     ShowResponse,
     StatusResponse,
 )
-from hearth.api.streaming import cancel_on_disconnect
+from hearth.api.streaming import cancel_on_disconnect, stream_responses
 
 router = APIRouter()
 
@@ -48,7 +48,9 @@ async def copy(body: CopyRequest, request: Request) -> Response:
     return Response(status_code=200)
 
 
-@router.post("/api/create", response_model=StatusResponse)
+@router.post(
+    "/api/create", response_model=StatusResponse, responses=stream_responses(NdjsonResponse)
+)
 async def create(body: CreateRequest, request: Request) -> Response:
     """A model from another one or from an uploaded GGUF: status lines, or the last one."""
     statuses = await cancel_on_disconnect(request, service.create(runtime(request), body))
@@ -63,7 +65,14 @@ async def has_blob(digest: str, request: Request) -> Response:
     return Response(status_code=200 if service.has_blob(runtime(request), digest) else 404)
 
 
-@router.post("/api/blobs/{digest}")
+# The route reads its body itself (streamed to disk, never parsed): declared for the document.
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@router.post("/api/blobs/{digest}", openapi_extra={"requestBody": _UPLOAD_BODY})
 async def upload_blob(digest: str, request: Request) -> Response:
     """The raw body, stored once its sha256 matches: 201, or 200 if it was already here."""
     length = request.headers.get("content-length")

@@ -10,7 +10,7 @@ from hearth.api.deps import json_response, runtime
 from hearth.api.ndjson import NdjsonResponse
 from hearth.api.ollama import protocol as wire
 from hearth.api.ollama.service import Lines
-from hearth.api.streaming import cancel_on_disconnect
+from hearth.api.streaming import cancel_on_disconnect, stream_responses
 
 router = APIRouter()
 
@@ -19,12 +19,18 @@ def _answer(result: BaseModel | Lines) -> Response:
     return json_response(result) if isinstance(result, BaseModel) else NdjsonResponse(result)
 
 
-@router.post("/api/chat", response_model=wire.ChatResponse)
+@router.post(
+    "/api/chat", response_model=wire.ChatResponse, responses=stream_responses(NdjsonResponse)
+)
 async def chat(body: wire.ChatRequest, request: Request) -> Response:
     return _answer(await cancel_on_disconnect(request, runtime(request).ollama.chat(body)))
 
 
-@router.post("/api/generate", response_model=wire.GenerateResponse)
+@router.post(
+    "/api/generate",
+    response_model=wire.GenerateResponse,
+    responses=stream_responses(NdjsonResponse),
+)
 async def generate(body: wire.GenerateRequest, request: Request) -> Response:
     return _answer(await cancel_on_disconnect(request, runtime(request).ollama.generate(body)))
 
@@ -45,7 +51,10 @@ async def version(request: Request) -> Response:
     return json_response(runtime(request).ollama.version())
 
 
-@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+# GET and HEAD registered apart: one route with both methods would give the document two
+# operations of the same id.
+@router.get("/", response_class=PlainTextResponse)
+@router.head("/", response_class=PlainTextResponse)
 async def probe() -> Response:
     """What Ollama answers at its root, so clients' "is it running?" probes succeed."""
     return PlainTextResponse("Ollama is running")

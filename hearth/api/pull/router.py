@@ -10,12 +10,12 @@ from hearth.api.deps import runtime
 from hearth.api.ndjson import NdjsonResponse
 from hearth.api.pull import service
 from hearth.api.pull.protocol import PullRequest, PullStatus
-from hearth.api.streaming import cancel_on_disconnect
+from hearth.api.streaming import cancel_on_disconnect, stream_responses
 
 router = APIRouter()
 
 
-@router.post("/api/pull", response_model=PullStatus)
+@router.post("/api/pull", response_model=PullStatus, responses=stream_responses(NdjsonResponse))
 async def pull(body: PullRequest, request: Request) -> Response:
     """Download a model; errors found while planning are plain HTTP errors."""
     rt = runtime(request)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from hearth.api.protocol import OpenAIRequest, WireModel
 from hearth.models.keepalive import KeepAliveField, keep_alive_seconds
@@ -53,19 +53,31 @@ class McpToolParam(BaseModel):
     server_description: str | None = None
 
 
+_KNOWN_TOOLS = ("function", "custom", "mcp")
+
+
 class OtherToolParam(BaseModel):
     """A tool type Hearth cannot run (web_search, file_search, computer_use...): left out of
     the prompt and named in the x-hearth-ignored-tools header."""
 
     model_config = ConfigDict(extra="allow")
 
-    type: str
+    # Never one of the types above (the discriminator sends those there): oneOf holds.
+    type: str = Field(json_schema_extra={"not": {"enum": list(_KNOWN_TOOLS)}})
 
 
-# Tried in order: the catch-all last.
+def _tool_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in _KNOWN_TOOLS else "other"
+
+
+# By `type`, so a function tool with bad fields is a 400 naming them, never an ignored tool.
 ToolParam = Annotated[
-    FunctionToolParam | CustomToolParam | McpToolParam | OtherToolParam,
-    Field(union_mode="left_to_right"),
+    Annotated[FunctionToolParam, Tag("function")]
+    | Annotated[CustomToolParam, Tag("custom")]
+    | Annotated[McpToolParam, Tag("mcp")]
+    | Annotated[OtherToolParam, Tag("other")],
+    Discriminator(_tool_kind),
 ]
 
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from hearth.api.deps import json_response, runtime
 from hearth.api.responses import protocol as wire
-from hearth.api.streaming import NamedEventStream, cancel_on_disconnect
+from hearth.api.streaming import NamedEventStream, cancel_on_disconnect, stream_responses
 from hearth.errors import HearthError
 
 router = APIRouter()
@@ -26,7 +26,9 @@ class ResponsesEventStream(NamedEventStream):
         return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
 
 
-@router.post("/v1/responses", response_model=wire.Response)
+@router.post(
+    "/v1/responses", response_model=wire.Response, responses=stream_responses(ResponsesEventStream)
+)
 async def create_response(body: wire.ResponseCreateRequest, request: Request) -> Response:
     created = await cancel_on_disconnect(request, runtime(request).responses.create(body))
     if isinstance(created.result, wire.Response):
@@ -39,7 +41,11 @@ async def create_response(body: wire.ResponseCreateRequest, request: Request) ->
     return response
 
 
-@router.get("/v1/responses/{response_id}", response_model=wire.Response)
+@router.get(
+    "/v1/responses/{response_id}",
+    response_model=wire.Response,
+    responses=stream_responses(ResponsesEventStream),
+)
 async def retrieve_response(response_id: str, request: Request, stream: bool = False) -> Response:
     service = runtime(request).responses
     if stream:

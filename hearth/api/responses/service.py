@@ -321,6 +321,11 @@ class ResponsesService:
             data=page.data, first_id=page.first_id, last_id=page.last_id, has_more=page.has_more
         )
 
+    def cancel_all(self) -> None:
+        """Every running response ends `cancelled` at its next event (server shutdown)."""
+        for running in self._running.values():
+            running.cancel_requested = True
+
     async def cancel(self, response_id: str) -> wire.Response:
         """Stop a response still generating (it ends `cancelled` with what it had); a finished
         one is returned as it is."""

@@ -1,8 +1,9 @@
 """An engine child: one model's llama.cpp core in a process of its own.
 
-Started by process.ProcessEngine as `python -m hearth.engine.llamacpp.child`. Commands arrive
-on stdin; replies leave on a private copy of stdout (fd 1 itself is pointed at stderr, so
-nothing native code prints can corrupt the channel); stderr carries the log. When the server
+Started by process.ProcessEngine as `python -m hearth.engine.llamacpp.child ANSWERS_FD`.
+Commands arrive on stdin; events leave on a private copy of stdout (fd 1 itself is pointed at
+stderr, so nothing native code prints can corrupt the channel), answers to calls on ANSWERS_FD;
+stderr carries the log. When the server
 goes away, however it goes (SIGKILL included), stdin reaches EOF and the child exits at once."""
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ log = logging.getLogger("hearth.engine.child")
 class Child:
     """The command loop (this thread) beside the compute thread."""
 
-    def __init__(self, commands: Connection, replies: Connection):
+    def __init__(self, commands: Connection, replies: Connection, answers: Connection):
         self.commands = commands
         self.replies = replies
+        self.answers = answers  # only this thread writes it
         self._send_lock = threading.Lock()  # the compute thread and this one both reply
         self.jobs: dict[int, Job] = {}
         self.core: LlamaCppCore | None = None
@@ -92,7 +94,9 @@ class Child:
                 core.submit(EmbedTask(msg.inputs, self._embedded(msg.key)))
             elif isinstance(msg, ipc.Call):
                 # Answered from here, not the compute thread: a long decode does not delay it.
-                self.send(ipc.Answer(msg.key, self.answer(core, msg)))
+                self.answers.send(ipc.Answer(msg.key, self.answer(core, msg)))
+            elif isinstance(msg, ipc.Handover):
+                self.send(ipc.HandedOver())
             elif isinstance(msg, ipc.Stop):
                 core.close()
                 return
@@ -135,7 +139,8 @@ def main() -> None:
     os.dup2(2, 1)
     commands = Connection(0, writable=False)
     replies = Connection(replies_fd, readable=False)
-    child = Child(commands, replies)
+    answers = Connection(int(sys.argv[1]), readable=False)
+    child = Child(commands, replies, answers)
     try:
         load = commands.recv()
     except EOFError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -23,7 +24,12 @@ from hearth.engine.base import (
     SpecMode,
     Usage,
 )
-from hearth.errors import ContextLengthExceeded, HearthError, InvalidRequestError
+from hearth.errors import (
+    ContextLengthExceeded,
+    HearthError,
+    InvalidRequestError,
+    RequestTimeout,
+)
 
 UNLOADED = "the model was unloaded while this request ran"
 
@@ -155,6 +161,12 @@ class LlamaCppEngineBase(Engine):
             for first in range(0, request.n, self.parallel)
         ]
         usage: Usage | None = None
+        timer = None
+        if request.deadline is not None:
+            # The error joins the job's own events: nothing per token checks the time.
+            late = RequestTimeout("the request took longer than the server's request timeout")
+            wait = max(0.0, request.deadline - time.monotonic())
+            timer = loop.call_later(wait, channel.put_nowait, late)
         try:
             for _ in handles:
                 while not isinstance(event := await channel.get(), GenerationFinished):
@@ -165,6 +177,8 @@ class LlamaCppEngineBase(Engine):
             assert usage is not None
             yield GenerationFinished(usage)
         finally:
+            if timer is not None:
+                timer.cancel()
             # The caller stopped listening (disconnect, error, break): free the sequences.
             for handle in handles:
                 if not handle.finished:
@@ -207,13 +221,19 @@ class Listener(Protocol):
     def queue(self) -> asyncio.Queue[Any] | None: ...
 
 
-def deliver_to_loops(out: Sequence[tuple[Listener, Any]]) -> None:
-    """One step's events to their callers: one event-loop wake-up per step per loop."""
+def deliver_to_loops(
+    out: Sequence[tuple[Listener, Any]], here: asyncio.AbstractEventLoop | None = None
+) -> None:
+    """One step's events to their callers: one event-loop wake-up per step per loop, none
+    for the loop this runs on (`here`)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Listener, Any]]] = {}
     for item in out:
         assert item[0].loop is not None
         by_loop.setdefault(item[0].loop, []).append(item)
     for loop, items in by_loop.items():
+        if loop is here:
+            _deliver(items)
+            continue
         try:
             loop.call_soon_threadsafe(_deliver, items)
         except RuntimeError:  # the caller's loop is closed: nobody is listening

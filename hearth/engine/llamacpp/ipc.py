@@ -3,8 +3,9 @@
 Pickled over the child's stdin (server to child) and a private copy of its stdout (child to
 server) with multiprocessing's length-prefixed framing. The child sends one `Events` message
 per decode step, carrying every job's events of that step; the server sends each request's
-work and cancellation. Both sides run the same installed Hearth, and the child checks the
-version in `Load` before anything else."""
+work and cancellation. Answers to calls come back on a pipe of their own, so a caller waits
+on it directly, whichever thread (or event loop) reads the events. Both sides run the same
+installed Hearth, and the child checks the version in `Load` before anything else."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from hearth.engine.base import GenerationRequest, ModelInfo
 if TYPE_CHECKING:
     from hearth.engine.llamacpp.common import EngineOptions
 
-VERSION = 1
+VERSION = 2
 
 # -- server to child ------------------------------------------------------------------------------
 
@@ -71,6 +72,12 @@ class Share:
 
 
 @dataclass(frozen=True, slots=True)
+class Handover:
+    """Asks for `HandedOver` on the events pipe: the server's reader thread stops at it and
+    an event loop reads the events from there on."""
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Fail what is running, free everything, exit."""
 
@@ -99,6 +106,11 @@ class Events:
 class Embedded:
     key: int
     result: list[list[float]] | Exception
+
+
+@dataclass(frozen=True, slots=True)
+class HandedOver:
+    """The reply to Handover, after every event sent before it."""
 
 
 @dataclass(frozen=True, slots=True)

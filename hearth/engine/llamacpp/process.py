@@ -1,9 +1,12 @@
 """ProcessEngine: one model's llama.cpp core in a supervised child process.
 
 The child (child.py) holds the weights, the context and the batch loop; this side keeps the
-requests. A reader thread takes the child's one message per decode step and hands each
-event loop its events with one wake-up. The server process runs no llama.cpp code at all:
-tokenizing, detokenizing and grammar checks are calls that the child's command thread answers
+requests. The child sends one message per decode step. Once the model manager attaches the
+server's event loop, that loop reads them itself (no thread in between: on a small machine
+every extra wake-up per token preempts a decode thread); until then, and for an engine used
+without a loop, a reader thread does and hands each loop its events with one wake-up. The
+server process runs no llama.cpp code at all: tokenizing, detokenizing and grammar checks are
+calls that the child's command thread answers on a pipe of their own, read by the caller
 (a fraction of a millisecond, even mid-decode). When the child dies, every request it was
 serving fails with `engine_crashed`, the watchers hear of it, and nothing else is touched.
 
@@ -80,27 +83,30 @@ class Child:
     def __init__(self) -> None:
         cmd_r, cmd_w = os.pipe()
         rep_r, rep_w = os.pipe()
+        ans_r, ans_w = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hearth.engine.llamacpp.child"],
+                [sys.executable, "-m", "hearth.engine.llamacpp.child", str(ans_w)],
                 stdin=cmd_r,
                 stdout=rep_w,
                 stderr=subprocess.PIPE,
+                pass_fds=(ans_w,),
                 close_fds=True,  # no child holds another's pipe open (EOF ends it)
             )
         except BaseException:
-            for fd in (cmd_w, rep_r):
+            for fd in (cmd_w, rep_r, ans_r):
                 os.close(fd)
             raise
         finally:
-            os.close(cmd_r)
-            os.close(rep_w)
+            for fd in (cmd_r, rep_w, ans_w):
+                os.close(fd)
         self.commands = Connection(cmd_w, readable=False)
         self.replies = Connection(rep_r, writable=False)
+        self.answers = Connection(ans_r, writable=False)
 
     def discard(self) -> None:
         """EOF on its stdin: an unused child exits by itself."""
-        for conn in (self.commands, self.replies):
+        for conn in (self.commands, self.replies, self.answers):
             with contextlib.suppress(OSError):
                 conn.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -194,7 +200,8 @@ class ProcessEngine(LlamaCppEngineBase):
         self._keys = itertools.count(1)
         self._jobs: dict[int, RemoteJob] = {}
         self._embeds: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
-        self._calls: dict[int, Future[Any]] = {}
+        self._call_lock = threading.Lock()  # one call at a time on the answers pipe
+        self._events_loop: asyncio.AbstractEventLoop | None = None  # reads the events, if set
         self._watchers: list[Callable[[str], None]] = []
         self._closing = False
         # Short texts' tokens (markers, stop strings, short prompts), least recent dropped.
@@ -209,6 +216,7 @@ class ProcessEngine(LlamaCppEngineBase):
         self.pid = child.proc.pid
         self._commands = child.commands
         self._replies = child.replies
+        self._answers = child.answers
         self._stderr = threading.Thread(
             target=self._read_stderr, name=f"hearth-stderr-{model_id}", daemon=True
         )
@@ -247,6 +255,14 @@ class ProcessEngine(LlamaCppEngineBase):
 
     # -- Engine ---------------------------------------------------------------------------------
 
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let `loop` read the child's events from now on (the reader thread stops at the
+        child's HandedOver, so no message is read twice or lost)."""
+        with self._lock:
+            if self._events_loop is None and not self._closing and self.crashed is None:
+                self._events_loop = loop
+                self._send_locked(ipc.Handover())
+
     def _start(
         self,
         request: GenerationRequest,
@@ -254,6 +270,7 @@ class ProcessEngine(LlamaCppEngineBase):
         loop: asyncio.AbstractEventLoop,
         channel: asyncio.Queue[Any],
     ) -> RemoteJob:
+        self._follow(loop)
         with self._lock:
             self._raise_if_gone()
             job = RemoteJob(self, next(self._keys), loop, channel)
@@ -272,6 +289,7 @@ class ProcessEngine(LlamaCppEngineBase):
 
     async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
         loop = asyncio.get_running_loop()
+        self._follow(loop)
         future: asyncio.Future[list[list[float]]] = loop.create_future()
         with self._lock:
             self._raise_if_gone()
@@ -340,8 +358,9 @@ class ProcessEngine(LlamaCppEngineBase):
             self.proc.kill()
             self.proc.wait()
         reader = getattr(self, "_reader", None)
-        if reader is not None:
+        if reader is not None and reader is not threading.current_thread():
             reader.join(STOP_TIMEOUT)
+        self._stop_loop_reader()
         self._stderr.join(STOP_TIMEOUT)
         self._fail_all(ModelUnloaded(UNLOADED))
         self._cleanup()
@@ -349,30 +368,97 @@ class ProcessEngine(LlamaCppEngineBase):
     # -- the reader thread ----------------------------------------------------------------------
 
     def _read(self) -> None:
+        """The reader thread: until an event loop takes over (HandedOver), or the end."""
         while True:
             try:
                 msg = self._replies.recv()
             except (EOFError, OSError):
                 break
-            if isinstance(msg, ipc.Events):
-                self._dispatch(msg.items)
-            elif isinstance(msg, ipc.Embedded):
-                with self._lock:
-                    found = self._embeds.pop(msg.key, None)
-                    idle = self._work_count() == 0
-                if found is not None:
-                    found[0].call_soon_threadsafe(settle, found[1], msg.result)
-                    if idle:
-                        self._busy()
-            elif isinstance(msg, ipc.Answer):
-                with self._lock:
-                    waiting = self._calls.pop(msg.key, None)
-                if waiting is not None:
-                    waiting.set_result(msg.result)
+            if isinstance(msg, ipc.HandedOver):
+                loop = self._events_loop
+                assert loop is not None
+                try:
+                    loop.call_soon_threadsafe(self._follow, loop, True)
+                    return
+                except RuntimeError:  # that loop closed meanwhile: go on here
+                    with self._lock:
+                        self._events_loop = None
+                    continue
+            self._handle(msg, None)
         if not self._closing:
             self._died()
 
-    def _dispatch(self, items: list[tuple[int, Any]]) -> None:
+    def _follow(self, loop: asyncio.AbstractEventLoop, handed_over: bool = False) -> None:
+        """On `loop`'s thread: read the events there; if the loop that did has closed (a
+        library user's earlier asyncio.run), this one takes over."""
+        with self._lock:
+            current = self._events_loop
+            if self._closing or self.crashed is not None:
+                return
+            if not handed_over and (current is None or not current.is_closed()):
+                return  # the reader thread, or a live loop, reads them
+            self._events_loop = loop
+        fd = self._replies.fileno()
+        loop.add_reader(fd, self._on_readable, loop)
+        # uvloop makes a watched descriptor non-blocking; a message is read whole once its
+        # first bytes are there (the child writes the rest at once), so it must block.
+        os.set_blocking(fd, True)
+
+    def _on_readable(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every message waiting on the events pipe, on the loop that reads it."""
+        replies = self._replies
+        try:
+            while replies.poll(0):
+                self._handle(replies.recv(), loop)
+        except (EOFError, OSError):
+            loop.remove_reader(replies.fileno())
+            if not self._closing:  # _died waits for the exit: not on the loop
+                threading.Thread(target=self._died, name="hearth-engine-died").start()
+
+    def _stop_loop_reader(self) -> None:
+        """Before the pipes close: the loop must not watch a closed descriptor."""
+        loop = self._events_loop
+        if loop is None or loop.is_closed():
+            return
+        fd = self._replies.fileno()
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.remove_reader(fd)
+            return
+        removed: Future[None] = Future()
+
+        def remove() -> None:
+            loop.remove_reader(fd)
+            removed.set_result(None)
+
+        try:
+            loop.call_soon_threadsafe(remove)
+        except RuntimeError:
+            return  # closed meanwhile
+        with contextlib.suppress(TimeoutError):
+            removed.result(STOP_TIMEOUT)
+
+    def _handle(self, msg: Any, here: asyncio.AbstractEventLoop | None) -> None:
+        if isinstance(msg, ipc.Events):
+            self._dispatch(msg.items, here)
+        elif isinstance(msg, ipc.Embedded):
+            with self._lock:
+                found = self._embeds.pop(msg.key, None)
+                idle = self._work_count() == 0
+            if found is not None:
+                if found[0] is here:
+                    settle(found[1], msg.result)
+                else:
+                    found[0].call_soon_threadsafe(settle, found[1], msg.result)
+                if idle:
+                    self._busy()
+
+    def _dispatch(
+        self, items: list[tuple[int, Any]], here: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         """One step's events: one wake-up per event loop."""
         out: list[tuple[RemoteJob, Any]] = []
         jobs = self._jobs
@@ -389,7 +475,7 @@ class ProcessEngine(LlamaCppEngineBase):
             out.append((job, event))
         if ended:
             self._busy()
-        deliver_to_loops(out)
+        deliver_to_loops(out, here)
 
     def _died(self) -> None:
         reason = exit_reason(self.proc.wait())
@@ -411,7 +497,6 @@ class ProcessEngine(LlamaCppEngineBase):
         with self._lock:
             jobs, self._jobs = self._jobs, {}
             embeds, self._embeds = self._embeds, {}
-            calls, self._calls = self._calls, {}
         self._busy()
         for job in jobs.values():
             job.finished = True
@@ -420,8 +505,6 @@ class ProcessEngine(LlamaCppEngineBase):
         for loop, future in embeds.values():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, future, error)
-        for waiting in calls.values():
-            waiting.set_exception(error)
 
     def _read_stderr(self) -> None:
         """The child's log: kept (the last lines explain a crash) and passed on."""
@@ -471,20 +554,30 @@ class ProcessEngine(LlamaCppEngineBase):
 
     def _call(self, name: ipc.CallName, *args: Any) -> Any:
         """Ask the child and wait for the answer (its command thread answers at once)."""
-        waiting: Future[Any] = Future()
-        with self._lock:
-            self._raise_if_gone()
-            key = next(self._keys)
-            self._calls[key] = waiting
-            self._send_locked(ipc.Call(key, name, args))
-        try:
-            result = waiting.result(CALL_TIMEOUT)
-        except TimeoutError:
+        with self._call_lock:
             with self._lock:
-                self._calls.pop(key, None)
-            raise EngineError(
-                f"the engine for model '{self.info.id}' did not answer {name}"
-            ) from None
+                self._raise_if_gone()
+                key = next(self._keys)
+                self._send_locked(ipc.Call(key, name, args))
+            deadline = time.monotonic() + CALL_TIMEOUT
+            try:
+                while True:  # an answer to a call that timed out earlier is skipped
+                    if not self._answers.poll(max(0.0, deadline - time.monotonic())):
+                        raise EngineError(
+                            f"the engine for model '{self.info.id}' did not answer {name}"
+                        )
+                    answer = self._answers.recv()
+                    if answer.key == key:
+                        break
+            except (EOFError, OSError):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(2)
+                code = self.proc.poll()
+                reason = exit_reason(code) if code is not None else "it stopped answering"
+                raise EngineCrashed(
+                    f"the engine for model '{self.info.id}' crashed ({reason})"
+                ) from None
+        result = answer.result
         if isinstance(result, Exception):  # the child's answer was an error (a 400, say)
             raise result
         return result
@@ -503,6 +596,6 @@ class ProcessEngine(LlamaCppEngineBase):
         return ("; its last output:\n" + "\n".join(tail)) if tail else ""
 
     def _cleanup(self) -> None:
-        for conn in (self._commands, self._replies):
+        for conn in (self._commands, self._replies, self._answers):
             with contextlib.suppress(OSError):
                 conn.close()
