@@ -436,8 +436,14 @@ def load(model: Path, threads: int, rounds: int, logs: Path, extra: dict[str, An
     """64 streaming clients, a third leaving mid-stream: once with the defaults, once with
     an API key. `rounds` does not apply (BENCH_LOAD_SECONDS sets the length)."""
     del rounds
-    plain = P.hearth(model, threads, PARALLEL, 4096, logs, name="hearth-load")
-    base = P.hearth(model, threads, PARALLEL, 4096, logs, "--api-key", KEY, name="hearth-load-key")
+    # BENCH_LOAD_CACHE_RAM=0: without the RAM prompt cache, whose designed growth is then
+    # out of the RSS figures altogether.
+    cache = os.environ.get("BENCH_LOAD_CACHE_RAM")
+    flags = ("--cache-ram", cache) if cache else ()
+    plain = P.hearth(model, threads, PARALLEL, 4096, logs, *flags, name="hearth-load")
+    base = P.hearth(
+        model, threads, PARALLEL, 4096, logs, *flags, "--api-key", KEY, name="hearth-load-key"
+    )
     base.headers = {"authorization": f"Bearer {KEY}"}  # what its readiness check sends
     runs = [
         load_run(plain, "defaults (metrics, request log)", "plain", {}, extra),
