@@ -23,32 +23,46 @@ from bench.client import RequestResult, stream_chat, summarise
 from bench.compute import fmt, med, story_jobs
 
 
-async def stream_message(
-    client: httpx.AsyncClient, url: str, model: str, messages: list[dict[str, str]], n: int
+async def _named_events(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    read: Callable[[dict[str, Any], RequestResult], bool],
 ) -> RequestResult:
-    """One streamed /v1/messages request, timed per text delta; tokens from its usage."""
-    body = {"model": model, "messages": messages, "max_tokens": n, "temperature": 0, "stream": True}
+    """One streamed request of `event:`/`data:` SSE; `read(event, result)` takes the usage
+    from an event and says whether it carried text (timed as a token)."""
     result = RequestResult(started=time.perf_counter())
     try:
-        async with client.stream("POST", f"{url}/v1/messages", json=body) as r:
+        async with client.stream("POST", url, json=body) as r:
             if r.status_code != 200:
                 result.error = f"HTTP {r.status_code}: {(await r.aread())[:200]!r}"
                 return result
             async for line in r.aiter_lines():
                 if not line.startswith("data: "):
                     continue
-                data = json.loads(line[6:])
-                if data["type"] == "content_block_delta" and data["delta"].get("text"):
+                if read(json.loads(line[6:]), result):
                     now = time.perf_counter()
                     if result.ttft is None:
                         result.ttft = now - result.started
                     result.token_times.append(now)
-                elif data["type"] == "message_delta":
-                    result.tokens = data["usage"]["output_tokens"]
     except httpx.HTTPError as exc:
         result.error = repr(exc)
     result.finished = time.perf_counter()
     return result
+
+
+def _message_event(data: dict[str, Any], result: RequestResult) -> bool:
+    if data["type"] == "message_delta":
+        result.tokens = data["usage"]["output_tokens"]
+    return data["type"] == "content_block_delta" and bool(data["delta"].get("text"))
+
+
+async def stream_message(
+    client: httpx.AsyncClient, url: str, model: str, messages: list[dict[str, str]], n: int
+) -> RequestResult:
+    """One streamed /v1/messages request, timed per text delta; tokens from its usage."""
+    body = {"model": model, "messages": messages, "max_tokens": n, "temperature": 0, "stream": True}
+    return await _named_events(client, f"{url}/v1/messages", body, _message_event)
 
 
 async def stream_ollama(
@@ -96,27 +110,13 @@ async def stream_responses(
         "stream": True,
         "store": False,
     }
-    result = RequestResult(started=time.perf_counter())
-    try:
-        async with client.stream("POST", f"{url}/v1/responses", json=body) as r:
-            if r.status_code != 200:
-                result.error = f"HTTP {r.status_code}: {(await r.aread())[:200]!r}"
-                return result
-            async for line in r.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                data = json.loads(line[6:])
-                if data["type"] == "response.output_text.delta":
-                    now = time.perf_counter()
-                    if result.ttft is None:
-                        result.ttft = now - result.started
-                    result.token_times.append(now)
-                elif data["type"] in ("response.completed", "response.incomplete"):
-                    result.tokens = data["response"]["usage"]["output_tokens"]
-    except httpx.HTTPError as exc:
-        result.error = repr(exc)
-    result.finished = time.perf_counter()
-    return result
+    return await _named_events(client, f"{url}/v1/responses", body, _response_event)
+
+
+def _response_event(data: dict[str, Any], result: RequestResult) -> bool:
+    if data["type"] in ("response.completed", "response.incomplete"):
+        result.tokens = data["response"]["usage"]["output_tokens"]
+    return bool(data["type"] == "response.output_text.delta")
 
 
 Streamer = Callable[

@@ -122,6 +122,18 @@ class ServiceUnavailable(HearthError):
     code = "service_unavailable"
     retry_after = 5  # seconds, sent as Retry-After
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        if retry_after is not None:
+            self.retry_after = retry_after
+
 
 class EngineError(HearthError):
     """llama.cpp failed while serving a request."""
@@ -210,8 +222,7 @@ class NoCapacity(ServiceUnavailable):
     code = "model_capacity_exceeded"
 
     def __init__(self, message: str, *, retry_after: int = 5):
-        super().__init__(message, param="model")
-        self.retry_after = retry_after
+        super().__init__(message, param="model", retry_after=retry_after)
 
 
 class DownloadError(HearthError):

@@ -138,13 +138,12 @@ class Pipeline:
             return
         parallel = getattr(model.engine, "parallel", 1)
         if self.models.active(model.entry.id) > parallel + self.max_queue:
-            err = ServiceUnavailable(
+            raise ServiceUnavailable(
                 f"model '{model.entry.id}' has {self.max_queue} requests waiting already; "
                 "retry later",
                 code="queue_full",
+                retry_after=1,
             )
-            err.retry_after = 1
-            raise err
 
     async def events(self, prepared: Prepared) -> AsyncIterator[Event]:
         """The neutral events of every generation of `prepared`; choice i of prompt p is

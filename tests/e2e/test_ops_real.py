@@ -39,16 +39,18 @@ def long_chat() -> dict[str, Any]:
 class Reader(threading.Thread):
     """Reads a stream to its end in the background, keeping its lines."""
 
-    def __init__(self, url: str, body: dict[str, Any]):
+    def __init__(self, url: str, body: dict[str, Any], headers: dict[str, str] | None = None):
         super().__init__(daemon=True)
-        self.url, self.body = url, body
+        self.url, self.body, self.headers = url, body, headers or {}
         self.lines: list[str] = []
         self.started_streaming = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            with httpx.stream("POST", self.url, json=self.body, timeout=120) as r:
+            with httpx.stream(
+                "POST", self.url, json=self.body, headers=self.headers, timeout=120
+            ) as r:
                 for line in r.iter_lines():
                     if line:
                         self.lines.append(line)
@@ -286,3 +288,56 @@ def test_a_client_leaving_mid_stream_is_logged_not_an_error(server: RunningServe
         time.sleep(0.2)
     assert row["status"] == 200 and row["error_code"] == "client_disconnected"
     assert "Traceback" not in server.output and "Exception in ASGI" not in server.output
+
+
+def test_keys_metrics_queue_timeout_and_rate_limit_through_the_clients(
+    tmp_path: Path, starter_model: Path
+) -> None:
+    import anthropic
+    import openai
+
+    flags = ["--api-key", "k-1", "--parallel", "1", "--max-queue", "1"]
+    flags += ["--request-timeout", "4", "--rate-limit", "40/min"]
+    server = start_server(tmp_path, starter_model, *flags)  # /health needs no key
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            server.client().models.list()
+        c = openai.OpenAI(base_url=f"{server.url}/v1", api_key="k-1", max_retries=0)
+        hi = [{"role": "user", "content": "Hi"}]
+        r = c.chat.completions.create(model=STARTER_ID, messages=hi, max_tokens=4)  # type: ignore[arg-type]
+        assert r.choices[0].message.content
+        a = anthropic.Anthropic(base_url=server.url, api_key="k-1", max_retries=0)
+        m = a.messages.create(model=STARTER_ID, max_tokens=4, messages=hi)  # type: ignore[arg-type]
+        assert m.content
+        auth = {"authorization": "Bearer k-1"}
+        text = httpx.get(f"{server.url}/metrics", headers=auth, timeout=30).text
+        assert f'hearth_generated_tokens_total{{model="{STARTER_ID}"}}' in text
+        # One sequence, one waiting place: a third request is refused while two run; the
+        # two end at the request timeout with their error event.
+        url = f"{server.url}/v1/chat/completions"
+        streams = [Reader(url, long_chat(), auth) for _ in range(2)]
+        for s in streams:
+            s.start()
+        time.sleep(1.0)
+        with pytest.raises(openai.APIStatusError) as full:
+            c.chat.completions.create(model=STARTER_ID, messages=hi, max_tokens=4)  # type: ignore[arg-type]
+        assert full.value.status_code == 503 and full.value.response.headers["retry-after"]
+        for s in streams:
+            s.join(30)
+        ended = [json.loads(s.lines[-2][6:]) for s in streams if len(s.lines) >= 2]
+        assert [e["error"]["code"] for e in ended] == ["request_timeout"] * 2
+        with pytest.raises(openai.APIStatusError) as late:
+            c.chat.completions.create(
+                model=STARTER_ID,
+                messages=hi,  # type: ignore[arg-type]
+                max_tokens=3000,
+                extra_body=EOS_BAN,
+            )
+        assert late.value.status_code == 504
+        # Last, as it locks the key out for the rest of the minute.
+        with pytest.raises(openai.RateLimitError) as limited:
+            for _ in range(45):
+                c.models.list()
+        assert int(limited.value.response.headers["retry-after"]) >= 1
+    finally:
+        server.stop()
