@@ -190,3 +190,39 @@ def llama_cpp_python(model: Path, threads: int, ctx: int, logs: Path) -> Peer:
         model=model.name,
         log=logs / "llama-cpp-python.log",
     )
+
+
+def hearth_front(upstreams: dict[str, str], logs: Path, name: str = "hearth front") -> Peer:
+    """A Hearth with no model of its own, serving each NAME from the OpenAI-compatible server
+    at its URL (`--upstream NAME=URL`); `model` is the first NAME. Its own empty models
+    directory, data directory and (empty) config file: nothing of the user's leaks in."""
+    port = free_port()
+    slug = name.replace(" ", "_")
+    config = logs / f"{slug}.toml"
+    config.touch()
+    models = logs / f"{slug}-models"
+    models.mkdir(parents=True, exist_ok=True)
+    return Peer(
+        name=name,
+        cmd=[
+            sys.executable,
+            "-m",
+            "hearth",
+            "serve",
+            "--port",
+            str(port),
+            "--models-dir",
+            str(models),
+            "--data-dir",
+            str(logs / f"{slug}-data"),
+            "--host",
+            "127.0.0.1",
+            "--log-level",
+            "warning",
+            *(a for n, url in upstreams.items() for a in ("--upstream", f"{n}={url}")),
+        ],
+        port=port,
+        model=next(iter(upstreams)),
+        log=logs / f"{slug}.log",
+        env={"HEARTH_CONFIG": str(config), "HEARTH_DATA_DIR": str(logs / f"{slug}-data")},
+    )

@@ -9,6 +9,7 @@
     python -m bench.run --suite responses # chained responses vs cold history; the store's cost
     python -m bench.run --suite load      # 64 clients, a third leaving mid-stream; leaks, log
     python -m bench.run --suite observability  # metrics and request log on vs off
+    python -m bench.run --suite upstream  # through a Hearth front (--upstream) vs direct
 
 Writes a Markdown report (default docs/benchmarks.md, section per suite)."""
 
@@ -31,6 +32,7 @@ from bench import load as L
 from bench import overhead as O
 from bench import peers as P
 from bench import responses as RS
+from bench import upstream as U
 from bench.client import RequestResult, Summary, summarise
 from bench.workloads import (
     Tokenizer,
@@ -301,6 +303,7 @@ FLOWS: dict[str, Callable[..., str]] = {
     "responses": RS.responses,  # previous_response_id against cold full history; the store
     "load": L.load,  # 64 clients for BENCH_LOAD_SECONDS; sequences, RSS, request log after
     "observability": L.observability,  # metrics and request log on against off
+    "upstream": U.upstream,  # through a Hearth front (--upstream) against the upstream direct
 }
 
 
@@ -353,13 +356,17 @@ def main() -> None:
             command = f"BENCH_LOAD_SECONDS={L.seconds():.0f} python -m bench.run --suite load"
         if args.threads != ap.get_default("threads"):
             command += f" --threads {args.threads}"
+        section = args.suite
+        if args.suite == "upstream" and U.pinned() is not None:  # its own section, beside
+            command = f"BENCH_UPSTREAM_PIN=1 {command}"
+            section = "upstream-pinned"
         body = (
             f"## Suite `{args.suite}` — {today}\n\n"
             f"Machine: {machine()}. Model: {model.name}. Threads: {args.threads}. {about}\n"
             f"Command: `{command}`\n\n" + result
         )
         print(body)
-        write_section(args.out, args.suite, body)
+        write_section(args.out, section, body)
         return
     suite = SUITES[args.suite](model, args.threads, logs)
     started: dict[str, P.Peer] = {}

@@ -178,6 +178,12 @@ def serve(
         list[str] | None,
         typer.Option(help="Origins a request's MCP server_url may name (repeatable)."),
     ] = None,
+    upstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=URL: serve model NAME from an OpenAI-compatible server (repeatable)."
+        ),
+    ] = None,
 ) -> None:
     """Start the server."""
     flags = {k: v for k, v in locals().items() if v is not None}
@@ -223,8 +229,22 @@ def list_models(
 
     settings = _settings({"models_dir": models_dir})
     table = Table("id", "status", "arch", "params", "quant", "ctx", "tokenizer", "template", "size")
-    for e in Registry(settings.models_dir, configs=settings.models).list():
+    for e in Registry(settings.models_dir, configs=settings.model_configs).list():
         h = e.header
+        if e.config is not None and e.config.upstream:
+            cfg = e.config
+            table.add_row(
+                e.id + "".join(f"\n  alias {a}" for a in e.aliases),
+                "\n".join(_reachability(url, cfg.api_key_env) for url in cfg.base_url),
+                "backend openai",
+                "",
+                "",
+                str(cfg.ctx_size or ""),
+                "",
+                "upstream",
+                "",
+            )
+            continue
         table.add_row(
             e.id + "".join(f"\n  alias {a}" for a in e.aliases),
             e.status if not e.error else f"invalid: {e.error}",
@@ -237,6 +257,23 @@ def list_models(
             f"{e.size_bytes / 2**20:.0f} MiB",
         )
     Console().print(table)
+
+
+def _reachability(url: str, key_env: str | None) -> str:
+    """Whether an upstream base URL answers its model list (two seconds at most)."""
+    import os
+
+    import httpx
+
+    key = os.environ.get(key_env) if key_env else None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.get(url + "/v1/models", headers=headers, timeout=2.0)
+    except httpx.HTTPError as exc:
+        return f"{url}: unreachable ({type(exc).__name__})"
+    if response.status_code != 200:
+        return f"{url}: answers HTTP {response.status_code}"
+    return f"{url}: reachable"
 
 
 # pull, import, rm, ps, load, unload: in their own module, registered here.

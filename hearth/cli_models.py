@@ -169,7 +169,7 @@ def _delete_locally(model: str, models_dir: Path | None) -> dict[str, Any]:
     from hearth.models.registry import Registry
 
     settings = _settings(models_dir=models_dir)
-    registry = Registry(settings.models_dir, configs=settings.models)
+    registry = Registry(settings.models_dir, configs=settings.model_configs)
     try:
         # A copy or a created model (Ollama's API) is only forgotten, as the server does.
         name, files = delete_name_locally(registry, model)

@@ -162,6 +162,41 @@ class RequestTimeout(HearthError):
     code = "request_timeout"
 
 
+class UpstreamError(HearthError):
+    """The upstream server of a `backend = "openai"` model refused or failed a request: its
+    own 4xx status comes back as it was (with the upstream's message and code); a 5xx, a
+    broken stream or an answer that is not the API's is a 502."""
+
+    status_code = 502
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.status_code = status if 400 <= status < 500 else 502
+        if self.status_code < 500:
+            self.type = kind or "invalid_request_error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    """No base URL of the upstream model accepted a connection."""
+
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(RequestTimeout):
+    """The upstream sent nothing for the model's `timeout_s`."""
+
+    code = "upstream_timeout"
+
+
 class ModelUnloaded(ServiceUnavailable):
     """The model was unloaded (forced, or the server stopped) while the request ran."""
 

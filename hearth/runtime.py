@@ -18,6 +18,7 @@ from hearth.api.conversations.service import ConversationsService
 from hearth.api.embeddings.service import EmbeddingsService
 from hearth.api.ollama.service import OllamaService
 from hearth.api.responses.service import ResponsesService
+from hearth.api.tokenize.service import TokenizeService
 from hearth.engine.base import resolve_ctx_size
 from hearth.errors import ConfigError, InvalidModelFile, ModelNotFound
 from hearth.mcp.config import ServerConfig, load_mcp_config
@@ -78,6 +79,12 @@ class LlamaCppFactory:
         self._compute: ComputeThread | None = None
 
     def __call__(self, entry: ModelEntry) -> Engine:
+        if entry.config is not None and entry.config.upstream:
+            from hearth.engine.upstream.engine import UpstreamEngine
+
+            cfg = entry.config
+            key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+            return UpstreamEngine(cfg, key)
         options = engine_options(self.settings, entry)
         if options.draft_model is not None:  # llama.cpp opens it too: validate it first
             try:
@@ -111,6 +118,8 @@ def memory_estimator(settings: Settings) -> Callable[[ModelEntry], int]:
 
     def estimate(entry: ModelEntry) -> int:
         cfg = entry.config
+        if entry.upstream:
+            return 0
         trained = entry.header.context_length if entry.header else None
         return estimate_bytes(
             entry.header,
@@ -141,6 +150,7 @@ class Runtime:
     conversations: ConversationsService
     responses: ResponsesService
     mcp: McpManager
+    tokenize: TokenizeService
     metrics: Metrics | None = None
     request_log: RequestLog | None = None
     preload: list[str] = field(default_factory=list)
@@ -169,7 +179,13 @@ class Runtime:
         self.store.close()
 
     def context_window(self, entry: ModelEntry) -> int:
-        """The context one request may use for this model, loaded or not."""
+        """The context one request may use for this model, loaded or not (for an upstream
+        model, what it reported when loaded, else the configured one, else 0: unknown)."""
+        if entry.upstream:
+            loaded = next((m for m in self.models.loaded() if m.entry.id == entry.id), None)
+            if loaded is not None:
+                return loaded.engine.info.ctx_size
+            return entry.config.ctx_size if entry.config and entry.config.ctx_size else 0
         trained = entry.header.context_length if entry.header else None
         configured = entry.config.ctx_size if entry.config else None
         return resolve_ctx_size(configured or self.settings.ctx_size, trained)
@@ -178,6 +194,8 @@ class Runtime:
         """The most tokens one answer may have: the configured cap, else the whole context."""
         window = self.context_window(entry)
         configured = entry.config.max_output_tokens if entry.config else None
+        if not window:
+            return configured or 0
         return min(configured, window) if configured else window
 
 
@@ -193,7 +211,13 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
     """Registry, model manager and services for these settings."""
     # Read before anything starts, so a bad mcp.json stops start-up with its message.
     mcp = McpManager(mcp_servers(settings, os.environ), allow_urls=settings.mcp_allow_urls)
-    registry = Registry(settings.models_dir, configs=settings.models)
+    registry = Registry(settings.models_dir, configs=settings.model_configs)
+    for cfg in settings.model_configs:
+        # The key of an upstream lives in the environment only; a missing one is a typo.
+        if cfg.upstream and cfg.api_key_env and cfg.api_key_env not in os.environ:
+            raise ConfigError(
+                f"model '{cfg.id}': api_key_env names {cfg.api_key_env}, which is not set"
+            )
     preload = []
     for name in settings.model:
         path = Path(name).expanduser()
@@ -263,6 +287,7 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         conversations=ConversationsService(store),
         responses=ResponsesService(pipeline, store, mcp),
         mcp=mcp,
+        tokenize=TokenizeService(pipeline),
         metrics=metrics,
         request_log=request_log,
         preload=preload,

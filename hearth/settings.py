@@ -32,7 +32,7 @@ LEGACY_ENV = {
     "hf_endpoint": "HF_ENDPOINT",
 }
 
-LIST_FIELDS = {"model", "cors_origins", "mcp_allow_urls", "api_key", "allowed_hosts"}
+LIST_FIELDS = {"model", "cors_origins", "mcp_allow_urls", "api_key", "allowed_hosts", "upstream"}
 FILE_ONLY = {"models"}  # tables of the config file, never flags or environment variables
 
 
@@ -47,6 +47,17 @@ def parse_rate(text: str) -> tuple[int, float]:
     if not sep or window is None or not count.strip().isdigit() or int(count) < 1:
         raise ValueError(f"rate limit {text!r}: expected N/s, N/min or N/hour (N >= 1)")
     return int(count), window
+
+
+def upstream_config(item: str) -> ModelConfig:
+    """`NAME=URL` (from --upstream) as an upstream model entry."""
+    name, sep, url = item.partition("=")
+    if not sep or not name.strip() or not url.strip():
+        raise ValueError(f"--upstream {item!r}: expected NAME=URL")
+    try:
+        return ModelConfig(id=name, backend="openai", base_url=[url])
+    except ValidationError as exc:
+        raise ValueError(f"--upstream {item!r}: {exc.errors()[0]['msg']}") from None
 
 
 def default_models_dir() -> Path:
@@ -130,6 +141,8 @@ class Settings(BaseModel):
     model_wait_timeout: float = Field(60.0, ge=0)
     models_config: Path | None = None
     models: list[ModelConfig] = Field(default_factory=list)
+    # NAME=URL: a model served by an OpenAI-compatible server (a `backend = "openai"` entry).
+    upstream: list[str] = Field(default_factory=list)
     hf_endpoint: str | None = None
     # -- the store --
     # Looked up when a Settings is made, so a test can point it at its tmp_path.
@@ -154,6 +167,18 @@ class Settings(BaseModel):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("upstream", mode="after")
+    @classmethod
+    def _upstreams(cls, value: list[str]) -> list[str]:
+        for item in value:
+            upstream_config(item)
+        return value
+
+    @property
+    def model_configs(self) -> list[ModelConfig]:
+        """The `[[models]]` entries, then one per --upstream."""
+        return [*self.models, *(upstream_config(item) for item in self.upstream)]
 
     @field_validator("keep_alive", mode="after")
     @classmethod

@@ -39,6 +39,7 @@ from hearth.api.security import (
     load_api_keys,
 )
 from hearth.api.system.router import router as system_router
+from hearth.api.tokenize.router import router as tokenize_router
 from hearth.errors import HearthError
 from hearth.models.manager import EngineFactory
 from hearth.runtime import Runtime, build_runtime
@@ -85,6 +86,7 @@ def create_app(
         ollama_router,
         models_router,
         system_router,
+        tokenize_router,
     )
     for router in routers:
         app.include_router(router)
@@ -126,6 +128,9 @@ def create_app(
 
 
 async def _preload(rt: Runtime) -> None:
+    # From the settings, not a scan: configured ids are kept as they are.
+    upstream = [c.id for c in rt.settings.model_configs if c.upstream and c.id]
+    connect = asyncio.gather(*(_connect(rt, model_id) for model_id in upstream))
     failed = False
     for model_id in rt.preload:
         try:
@@ -134,3 +139,13 @@ async def _preload(rt: Runtime) -> None:
             failed = True
             log.error("could not load %s: %s", model_id, exc.message)
     rt.preloaded = not failed
+    await connect
+
+
+async def _connect(rt: Runtime, model_id: str) -> None:
+    """An upstream model is asked what it serves at start-up (its context length shows in
+    the listings); one that does not answer is asked again by its first request."""
+    try:
+        await rt.models.get(model_id)
+    except HearthError as exc:
+        log.warning("upstream model %s: %s", model_id, exc.message)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hearth.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from hearth.pipeline.events import Event as OutputEvent
+    from hearth.pipeline.request import ConversationRequest
 
 FinishReason = Literal["stop", "length"]
 # How a sequence drafts tokens for speculative decoding: not at all, by prompt lookup, or with
@@ -157,6 +161,19 @@ class SlotStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamStatus:
+    """One base URL of an upstream model."""
+
+    url: str
+    up: bool
+    in_flight: int
+    requests: int
+    errors: int
+    latency_seconds: float  # to response headers, summed over `requests`
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EngineStatus:
     slots: list[SlotStatus]
     queued: int
@@ -174,6 +191,7 @@ class EngineStatus:
     pid: int = 0  # the process that computes for this model
     decode_threads: list[int] = field(default_factory=list)  # threads that ran its decodes
     threads: int = 0  # threads its decodes use now (fewer while other engines compute too)
+    upstreams: list[UpstreamStatus] = field(default_factory=list)  # an upstream model's URLs
 
 
 class Engine(abc.ABC):
@@ -203,6 +221,10 @@ class Engine(abc.ABC):
     def detokenize(self, tokens: list[int]) -> str:
         """Token ids to text."""
 
+    def count_text(self, text: str) -> int:
+        """Tokens in a piece of output text (reasoning's share of the usage)."""
+        return len(self.tokenize(text, add_special=False))
+
     async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
         """Pooled, L2-normalised embeddings of tokenized inputs, each within info.ctx_size."""
         raise InvalidRequestError(
@@ -227,3 +249,47 @@ class Engine(abc.ABC):
         once if it already has). An engine in the server's own process cannot outlive it, so
         by default nothing is watched."""
         return
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    tokens: int
+    estimated: bool = False  # the backend could not count, so this is a guess
+
+
+class ConversationEngine(Engine):
+    """A model served by another server, which takes whole conversations: it applies its own
+    chat template, tokenizer, tool-call and reasoning parsing, and answers with parsed parts.
+    The pipeline hands it the request itself; token-level generation does not apply."""
+
+    remote = True
+
+    @abc.abstractmethod
+    def converse(self, request: ConversationRequest) -> AsyncGenerator[OutputEvent, None]:
+        """The request's neutral output events. The first is a `Progress` as soon as the
+        server accepted the request; anything it refused raises before that."""
+
+    @abc.abstractmethod
+    async def embed_inputs(self, inputs: list[Any], dimensions: int | None) -> EmbedResult:
+        """Embeddings of texts or token-id lists, L2-normalised, and the tokens read."""
+
+    @abc.abstractmethod
+    async def count(self, request: ConversationRequest) -> TokenCount:
+        """The conversation's prompt tokens as the server counts them, or an estimate."""
+
+    def check(self, request: GenerationRequest) -> GenerationRequest:
+        raise InvalidRequestError(
+            f"the model '{self.info.id}' runs on an upstream server: it takes conversations "
+            "and prompts, not token-level generations",
+            param="model",
+        )
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        self.check(request)
+        raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResult:
+    vectors: list[list[float]]
+    tokens: int

@@ -10,7 +10,8 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -73,8 +74,21 @@ class SamplingDefaults(BaseModel):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+def check_base_url(value: str) -> str:
+    """An upstream's address: http(s), a host, no query; kept without a trailing `/v1`, which
+    OpenAI SDK users write and Hearth adds itself (`/health` and `/tokenize` are beside it)."""
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{value!r}: a base URL takes no query, fragment or credentials")
+    return url.removesuffix("/v1")
+
+
 class ModelConfig(BaseModel):
-    """One `[[models]]` entry. Unset fields fall back to the server-wide settings."""
+    """One `[[models]]` entry. Unset fields fall back to the server-wide settings. With
+    `backend = "openai"` the model is served by an OpenAI-compatible server upstream."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -96,6 +110,24 @@ class ModelConfig(BaseModel):
     keep_alive: KeepAliveField = None
     system_prompt: str | None = None
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    # -- an upstream server (backend "openai") --
+    backend: Literal["llamacpp", "openai"] = "llamacpp"
+    base_url: list[str] = Field(default_factory=list)
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    upstream_model: str | None = Field(None, min_length=1, max_length=512)
+    timeout_s: float | None = Field(None, gt=0)
+    max_concurrency: int | None = Field(None, ge=1, le=1 << 16)
+    balance: Literal["round-robin", "least-busy"] = "round-robin"
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _one_url(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("base_url", mode="after")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        return [check_base_url(url) for url in value]
 
     @field_validator("id", mode="after")
     @classmethod
@@ -114,6 +146,22 @@ class ModelConfig(BaseModel):
             raise ValueError("a models entry needs an id, a path, or both")
         if self.chat_template is not None and self.chat_template_file is not None:
             raise ValueError("give chat_template or chat_template_file, not both")
+        if self.backend == "openai":
+            if self.id is None or not self.base_url:
+                raise ValueError('backend "openai" needs an id and a base_url')
+            local = ("path", "parallel", "gpu_layers", "chat_template", "chat_template_file")
+            given = [name for name in local if getattr(self, name) is not None]
+            if given:
+                raise ValueError(
+                    f'backend "openai" models run upstream: {", ".join(given)} cannot apply'
+                )
+        elif self.base_url:
+            raise ValueError('base_url needs backend = "openai"')
+
+    @property
+    def upstream(self) -> bool:
+        """Served by another server (nothing of it loads here)."""
+        return self.backend == "openai"
 
     @property
     def keep_alive_seconds(self) -> float | None:

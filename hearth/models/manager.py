@@ -98,6 +98,7 @@ class ModelManager:
         self._crash_times: dict[str, deque[float]] = {}
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
+        self._upstream_loads: set[str] = set()  # loads of upstream models (no room needed)
         self._reserved: dict[str, int] = {}  # memory of the loads under way
         self._closing: set[asyncio.Task[None]] = set()
         self._pins: Counter[str] = Counter()  # leases out (or waiting for a load), per id
@@ -188,6 +189,8 @@ class ModelManager:
         configured = entry.config.keep_alive_seconds if entry.config else None
         if configured is not None:
             return configured
+        if entry.upstream:  # nothing of it is here to free
+            return math.inf
         return math.inf if entry.id in self._forever else self.policy.keep_alive
 
     # -- state ----------------------------------------------------------------------------------
@@ -249,6 +252,13 @@ class ModelManager:
                 # The files as they are now (one stat each): nothing is evicted for a model
                 # whose file went bad since the scan.
                 entry = self.registry.checked(entry)
+                if entry.upstream:
+                    self._upstream_loads.add(entry.id)
+                    self._reserved[entry.id] = 0
+                    task = asyncio.create_task(self._load(entry, 0), name=f"load {entry.id}")
+                    self._loading[entry.id] = task
+                    await asyncio.shield(task)
+                    continue
                 need = self.estimate(entry)
                 victims = self._plan_room(need)
                 if victims is not None:
@@ -274,11 +284,13 @@ class ModelManager:
     def _plan_room(self, need: int) -> list[LoadedModel] | None:
         """Idle models to evict (least recently used first) so a model of `need` bytes fits;
         None if only busy models stand in the way."""
-        count = len(self._loaded) + len(self._loading)
+        # Upstream models hold no memory here and never stand in a local model's way.
+        local = [m for m in self._loaded.values() if not m.entry.upstream]
+        count = len(local) + sum(1 for i in self._loading if i not in self._upstream_loads)
         used = self.memory_in_use()
         budget = self.policy.memory_budget
         idle = sorted(
-            (m for m in self._loaded.values() if not self._pins[m.entry.id]),
+            (m for m in local if not self._pins[m.entry.id]),
             key=lambda m: m.last_used,
         )
         victims: list[LoadedModel] = []
@@ -319,6 +331,7 @@ class ModelManager:
         finally:
             self._loading.pop(entry.id, None)
             self._reserved.pop(entry.id, None)
+            self._upstream_loads.discard(entry.id)
             self._notify()
         self.load_errors.pop(entry.id, None)
         self.crashes.pop(entry.id, None)
@@ -351,6 +364,8 @@ class ModelManager:
 
     def _template(self, entry: ModelEntry, engine: Engine) -> ChatTemplate:
         info = engine.info
+        if entry.upstream:  # the upstream applies its own
+            return ChatTemplate(None, bos_token="", eos_token="")
         cfg = entry.config
         template_file = (cfg.chat_template_file if cfg else None) or self.chat_template_file
         if cfg is not None and cfg.chat_template is not None:

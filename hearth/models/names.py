@@ -106,6 +106,12 @@ def create_from(
     """A new model on `source`'s file: its settings (`[[models]]` fields) over the source's."""
     name = normalise_name(name)
     base = registry.usable(source)
+    if base.upstream:
+        raise InvalidRequestError(
+            f"'{base.id}' is served by an upstream server; add a [[models]] entry with "
+            'backend = "openai" for another set of settings',
+            param="from",
+        )
     _check_free(registry, name, replace_created=True)
     inherited = (
         base.config.model_dump(exclude={"id", "aliases", "path"}, exclude_none=True)

@@ -74,6 +74,15 @@ class ModelEntry:
         """`invalid` (with `error` saying why) or `available`."""
         return "invalid" if self.error else "available"
 
+    @property
+    def backend(self) -> str:
+        """What serves it: `llamacpp` (a local file) or `openai` (an upstream server)."""
+        return self.config.backend if self.config is not None else "llamacpp"
+
+    @property
+    def upstream(self) -> bool:
+        return self.config is not None and self.config.upstream
+
 
 @dataclass(slots=True)
 class _Candidate:
@@ -272,6 +281,10 @@ class Registry:
         by_real: dict[str, _Candidate],
     ) -> None:
         """Join a config entry to the file it names, or add it as a model of its own."""
+        if cfg.upstream:  # no file: served by another server
+            assert cfg.id is not None
+            candidates.append(_Candidate(FoundModel(cfg.id, (), 1), cfg, from_dir=False))
+            return
         if cfg.path is None:
             match = next((c for c in candidates if c.found.base_id == cfg.id and c.from_dir), None)
             if match is not None:

@@ -86,6 +86,7 @@ def _copy(
 def delete_files(registry: Registry, entry: ModelEntry) -> list[Path]:
     """Remove a model's files from the models directory; a symlink goes as a link (its target
     stays). Refused for anything outside the directory or reached through a symlinked folder."""
+    _refuse_upstream(entry)
     files = list(entry.parts) or [entry.path]
     root = registry.root()
     targets = [removable(root, path) for path in files]
@@ -98,6 +99,7 @@ def delete_files(registry: Registry, entry: ModelEntry) -> list[Path]:
 async def delete_model(manager: ModelManager, model: str, *, force: bool = False) -> list[Path]:
     """Unload (if loaded) and delete a model. One serving requests is refused unless forced."""
     entry = manager.registry.get(model)
+    _refuse_upstream(entry)
     for path in list(entry.parts) or [entry.path]:
         removable(manager.registry.root(), path)  # refuse before unloading anything
     if manager.is_loaded(entry.id) or manager.is_loading(entry.id):
@@ -109,3 +111,12 @@ async def delete_model(manager: ModelManager, model: str, *, force: bool = False
             )
         await manager.unload(entry.id, force=True)
     return delete_files(manager.registry, entry)
+
+
+def _refuse_upstream(entry: ModelEntry) -> None:
+    if entry.upstream:
+        raise InvalidRequestError(
+            f"model '{entry.id}' is served by an upstream server and has no files here; "
+            "remove its [[models]] entry (or --upstream) instead",
+            param="model",
+        )

@@ -59,3 +59,5 @@ def configure(level: str, fmt: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # httpx logs every request at info: the upstream calls and health checks, twice a minute.
+    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))

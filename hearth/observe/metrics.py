@@ -8,7 +8,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from hearth.observe.record import RequestRecord
@@ -109,6 +114,23 @@ class _StateCollector(Collector):
             "hearth_engine_restarts", "Engine crashes (each followed by a fresh engine).",
             labels=["model"],
         )  # fmt: skip
+        up = GaugeMetricFamily(
+            "hearth_upstream_up", "1 while an upstream base URL answers its health check.",
+            labels=["model", "url"],
+        )  # fmt: skip
+        in_flight = GaugeMetricFamily(
+            "hearth_upstream_requests_in_flight", "Requests open to an upstream base URL.",
+            labels=["model", "url"],
+        )  # fmt: skip
+        errors = CounterMetricFamily(
+            "hearth_upstream_errors", "Failed connections and broken streams per base URL.",
+            labels=["model", "url"],
+        )  # fmt: skip
+        latency = SummaryMetricFamily(
+            "hearth_upstream_latency_seconds",
+            "From sending a request upstream to its response headers.",
+            labels=["model", "url"],
+        )
         models = self.models.loaded()
         loaded.add_metric([], len(models))
         for m in models:
@@ -121,11 +143,18 @@ class _StateCollector(Collector):
             queued.add_metric([model_id], status.queued)
             busy = sum(1 for s in status.slots if s.state != "idle")
             active.add_metric([model_id], busy)
+            for u in status.upstreams:
+                labels = [model_id, u.url]
+                up.add_metric(labels, 1 if u.up else 0)
+                in_flight.add_metric(labels, u.in_flight)
+                errors.add_metric(labels, u.errors)
+                latency.add_metric(labels, u.requests, u.latency_seconds)
         for model_id, seconds in self.models.load_seconds.items():
             load.add_metric([model_id], seconds)
         for model_id, count in self.models.restarts.items():
             restarts.add_metric([model_id], count)
         yield from (loaded, memory, queued, active, load, restarts)
+        yield from (up, in_flight, errors, latency)
         calls = CounterMetricFamily(
             "hearth_mcp_calls", "MCP tool calls by server and outcome.",
             labels=["server", "outcome"],

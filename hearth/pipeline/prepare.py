@@ -5,9 +5,9 @@ loop."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearth.chat.output import OutputParser
 from hearth.engine.base import Engine, GenerationRequest, SamplingParams
@@ -15,6 +15,9 @@ from hearth.errors import ContextLengthExceeded, InvalidRequestError
 from hearth.models.manager import LoadedModel
 from hearth.pipeline.plan import ChatPlan, build_plan, output_grammar
 from hearth.pipeline.request import ConversationRequest, ReasoningFormat, Sampling
+
+if TYPE_CHECKING:
+    from hearth.pipeline.events import Event
 
 MAX_STOP = 16
 
@@ -34,6 +37,8 @@ class Prepared:
     prompt_texts: list[str]
     plan: ChatPlan | None  # None: raw prompts, the output is plain text
     load_ns: int = 0  # time spent getting the model (loading it, or waiting for room)
+    # An upstream model's output, already accepted by its server (None: a local engine's).
+    source: AsyncGenerator[Event, None] | None = None
 
     @property
     def n(self) -> int:
@@ -268,3 +273,29 @@ def prepare(
         for tokens in prompts
     ]
     return Prepared(request, model, generations, texts, plan)
+
+
+def prepare_remote(request: ConversationRequest, model: LoadedModel) -> Prepared:
+    """The request for an upstream model, which templates and tokenizes it itself: only the
+    shape of the answer (prompts, choices) is known here."""
+    if request.prompts is not None and not request.prompts:
+        raise InvalidRequestError("prompt must not be empty", param="prompt")
+    if request.context:
+        raise InvalidRequestError(
+            f"the model '{model.entry.id}' runs on an upstream server, which cannot continue "
+            "token ids from an earlier answer; send the conversation instead",
+            param="context",
+        )
+    prompts = request.prompts if request.prompts is not None else [""]
+    generations = [
+        GenerationRequest(
+            prompt=[],
+            max_tokens=request.max_tokens,
+            stop=request.stop,
+            n=request.n,
+            logprobs=request.logprobs,
+        )
+        for _ in prompts
+    ]
+    texts = [p if isinstance(p, str) else "" for p in prompts]
+    return Prepared(request, model, generations, texts, None)

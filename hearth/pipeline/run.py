@@ -9,23 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TypeVar
 
 from hearth.chat.output import OutputParser
 from hearth.chat.pieces import Piece, ToolCallEnd, ToolCallStart
 from hearth.engine.base import (
     ChoiceFinished,
+    ConversationEngine,
     GenerationFinished,
     GenerationRequest,
     PromptProgress,
     TextDelta,
+    TokenCount,
     Usage,
 )
 from hearth.engine.base import Event as EngineEvent
-from hearth.errors import HearthError, ModelUnloaded, ServiceUnavailable
+from hearth.errors import HearthError, InvalidRequestError, ModelUnloaded, ServiceUnavailable
 from hearth.models.manager import LoadedModel, ModelManager
 from hearth.observe.metrics import Metrics
+from hearth.observe.record import RequestRecord
 from hearth.observe.record import current as current_record
 from hearth.pipeline.events import (
     Done,
@@ -38,7 +41,7 @@ from hearth.pipeline.events import (
     Timings,
     collect,
 )
-from hearth.pipeline.prepare import Prepared, prepare, rendered
+from hearth.pipeline.prepare import Prepared, prepare, prepare_remote, rendered
 from hearth.pipeline.request import ConversationRequest, ReasoningFormat
 
 T = TypeVar("T")
@@ -72,6 +75,35 @@ class _Choice:
             out.append(ToolCallEnd(self.open_call))
             self.open_call = None
         return out
+
+
+class _Clock:
+    """A generation's first token (the request record's TTFT) and the gaps between tokens
+    (the inter-token histogram), and its timings at the end."""
+
+    __slots__ = ("first", "itl", "last", "record", "started")
+
+    def __init__(self, metrics: Metrics | None, record: RequestRecord | None, model_id: str):
+        self.record = record
+        self.itl = metrics.itl.labels(model_id) if metrics is not None and record else None
+        self.started = time.monotonic_ns()
+        self.first: int | None = None
+        self.last = 0
+
+    def token(self) -> None:
+        if self.first is None:
+            self.first = self.last = time.monotonic_ns()
+            if self.record is not None:
+                self.record.first_token()
+        elif self.itl is not None:
+            now = time.monotonic_ns()
+            self.itl.observe((now - self.last) / 1e9)
+            self.last = now
+
+    def timings(self, load_ns: int) -> Timings:
+        end = time.monotonic_ns()
+        first = self.first if self.first is not None else end
+        return Timings(load_ns, first - self.started, end - first)
 
 
 class Pipeline:
@@ -109,18 +141,46 @@ class Pipeline:
             n = prepared.n * len(prepared.generations)
             return prepared, await collect(self.events(prepared), n)
 
-    async def count_tokens(self, request: ConversationRequest) -> int:
+    async def count_tokens(self, request: ConversationRequest) -> TokenCount:
         """The prompt's length in tokens, as a generation would see it (no generation)."""
         async with self.models.use(request.model, request.keep_alive) as lease:
             model = lease.model
+            if isinstance(model.engine, ConversationEngine):
+                return await model.engine.count(request)
             _, tokens = await asyncio.to_thread(rendered, request, model, self.reasoning_format)
-            return len(tokens)
+            return TokenCount(len(tokens))
+
+    async def tokens(self, request: ConversationRequest) -> list[int]:
+        """The prompt's tokens, as a generation would see them (a local model's only: an
+        upstream's server counts its own, `count_tokens`)."""
+        async with self.models.use(request.model, request.keep_alive) as lease:
+            model = lease.model
+            if isinstance(model.engine, ConversationEngine):
+                raise InvalidRequestError(
+                    f"the model '{model.entry.id}' is tokenized by its upstream server; "
+                    "ask it for the token ids",
+                    param="model",
+                )
+            _, tokens = await asyncio.to_thread(rendered, request, model, self.reasoning_format)
+            return tokens
 
     async def _prepare(
         self, request: ConversationRequest, model: LoadedModel, start: int
     ) -> Prepared:
         self.admit(model)
         load_ns = time.monotonic_ns() - start
+        engine = model.engine
+        if isinstance(engine, ConversationEngine):
+            prepared = prepare_remote(request, model)
+            prepared.load_ns = load_ns
+            source = engine.converse(request)
+            try:
+                await anext(source)  # its server took the request; a refusal raises here
+            except BaseException:
+                await source.aclose()
+                raise
+            prepared.source = source
+            return prepared
         # Rendering, tokenizing and checks are CPU work (and calls to an engine child).
         prepared = await asyncio.to_thread(prepare, request, model, self.reasoning_format)
         prepared.load_ns = load_ns
@@ -145,33 +205,26 @@ class Pipeline:
                 retry_after=1,
             )
 
-    async def events(self, prepared: Prepared) -> AsyncIterator[Event]:
+    def events(self, prepared: Prepared) -> AsyncIterator[Event]:
         """The neutral events of every generation of `prepared`; choice i of prompt p is
         index p * n + i."""
+        if prepared.source is not None:
+            return self._remote_events(prepared, prepared.source)
+        return self._local_events(prepared)
+
+    async def _local_events(self, prepared: Prepared) -> AsyncIterator[Event]:
         total = prepared.n * len(prepared.generations)
         choices: list[_Choice | None] = [_Choice(prepared.parser()) for _ in range(total)]
         usage = Usage(0, 0, 0)
-        started = time.monotonic_ns()
-        first: int | None = None
         record = current_record()
-        itl = None
-        if self.metrics is not None and record is not None:
-            itl = self.metrics.itl.labels(prepared.model.entry.id)
-        last = 0
+        clock = _Clock(self.metrics, record, prepared.model.entry.id)
         gens = prepared.generations
         # One prompt (every conversation): the engine's own stream, no merging layer.
         source = prepared.model.engine.generate(gens[0]) if len(gens) == 1 else _merged(prepared)
         try:
             async for event in source:
                 if isinstance(event, TextDelta):
-                    if first is None:
-                        first = last = time.monotonic_ns()
-                        if record is not None:
-                            record.first_token()
-                    elif itl is not None:
-                        now = time.monotonic_ns()
-                        itl.observe((now - last) / 1e9)
-                        last = now
+                    clock.token()
                     i = event.index
                     choice = choices[i]
                     assert choice is not None, "text after the choice finished"
@@ -212,11 +265,45 @@ class Pipeline:
                 if choice is not None:
                     yield Finished(i, cut)
             raise
-        end = time.monotonic_ns()
         if record is not None:
             record.add_usage(prepared.model.entry.id, usage)
-        first = first if first is not None else end
-        yield Done(usage, Timings(prepared.load_ns, first - started, end - first))
+        yield Done(usage, clock.timings(prepared.load_ns))
+
+    async def _remote_events(
+        self, prepared: Prepared, source: AsyncGenerator[Event, None]
+    ) -> AsyncIterator[Event]:
+        """An upstream model's events, already parsed by its server: timed and recorded as
+        a local model's are."""
+        model_id = prepared.model.entry.id
+        open_choices = set(range(prepared.n * len(prepared.generations)))
+        usage = Usage(0, 0, 0)
+        record = current_record()
+        clock = _Clock(self.metrics, record, model_id)
+        try:
+            async for event in source:
+                if isinstance(event, Output):
+                    clock.token()
+                    yield event
+                elif isinstance(event, Finished):
+                    open_choices.discard(event.index)
+                    yield event
+                elif isinstance(event, Done):
+                    usage = event.usage
+                else:
+                    yield event
+        except Exception as exc:
+            if record is not None:
+                record.add_usage(model_id, usage)
+                if isinstance(exc, HearthError):
+                    record.failed(exc.type, exc.code)
+            for i in sorted(open_choices):
+                yield Finished(i, "error")
+            raise
+        finally:
+            await source.aclose()  # a client that left: the upstream request is closed too
+        if record is not None:
+            record.add_usage(model_id, usage)
+        yield Done(usage, clock.timings(prepared.load_ns))
 
 
 async def _merged(prepared: Prepared) -> AsyncIterator[EngineEvent]:

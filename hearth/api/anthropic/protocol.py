@@ -174,6 +174,8 @@ class Message(WireModel):
 
 class MessageTokensCount(WireModel):
     input_tokens: int
+    # -- Hearth extension: an upstream model's server could not count, so this is a guess --
+    estimated: bool | None = Field(None, exclude_if=lambda v: v is None)
 
 
 # -- stream events ------------------------------------------------------------------------------

@@ -38,4 +38,7 @@ async def create_message(body: wire.MessageCreateParams, request: Request) -> Re
 @router.post("/v1/messages/count_tokens", response_model=wire.MessageTokensCount)
 async def count_message_tokens(body: wire.MessageCountTokensParams, request: Request) -> Response:
     count = await cancel_on_disconnect(request, runtime(request).messages.count_tokens(body))
-    return json_response(count)
+    response = json_response(count)
+    if count.estimated:
+        response.headers["X-Hearth-Token-Count"] = "estimated"
+    return response

@@ -31,4 +31,5 @@ class MessagesService:
     async def count_tokens(self, request: wire.MessageCountTokensParams) -> wire.MessageTokensCount:
         """The prompt's tokens, counted as a create request with the same fields counts them."""
         count = await self.pipeline.count_tokens(translate.conversation(request))
-        return wire.MessageTokensCount(input_tokens=count)
+        estimated = True if count.estimated else None
+        return wire.MessageTokensCount(input_tokens=count.tokens, estimated=estimated)

@@ -18,7 +18,7 @@ from hearth.api.embeddings.protocol import (
     EmbeddingRequest,
     EmbeddingUsage,
 )
-from hearth.engine.base import Engine, Usage
+from hearth.engine.base import ConversationEngine, Engine, Usage
 from hearth.errors import ContextLengthExceeded, InvalidRequestError
 from hearth.models.keepalive import keep_alive_seconds
 from hearth.models.manager import LoadedModel, ModelManager
@@ -30,6 +30,11 @@ MAX_INPUTS = 2048  # OpenAI's limit per request
 
 def tokenized_inputs(raw: Any, engine: Engine) -> list[list[int]]:
     """The input field's four shapes as token lists, one per input, checked."""
+    return tokenized_items(checked_items(raw), engine, param="input", noun="input")
+
+
+def checked_items(raw: Any) -> list[Any]:
+    """The input field's four shapes as one item per input: none empty, at most 2048."""
     items = prompt_items(raw)
     if not items:
         raise InvalidRequestError("input must not be empty", param="input")
@@ -39,7 +44,7 @@ def tokenized_inputs(raw: Any, engine: Engine) -> list[list[int]]:
         if not item:
             kind = "string" if isinstance(item, str) else "token array"
             raise InvalidRequestError(f"input {i} is an empty {kind}", param="input")
-    return tokenized_items(items, engine, param="input", noun="input")
+    return items
 
 
 def encode(vector: list[float], fmt: str | None) -> list[float] | str:
@@ -112,6 +117,10 @@ class EmbeddingsService:
             raise InvalidRequestError(
                 f"the model '{loaded.entry.id}' cannot make embeddings", param="model"
             )
+        if isinstance(engine, ConversationEngine):  # its server tokenizes and embeds
+            items = checked_items(raw)
+            result = await engine.embed_inputs(items, dimensions)
+            return result.vectors, result.tokens
         # Tokenizing is CPU work (and, with engine children, a call to one): off the loop.
         inputs = await asyncio.to_thread(tokenized_inputs, raw, engine)
         limit = engine.info.ctx_size

@@ -9,6 +9,23 @@ from pydantic import Field
 from hearth.api.protocol import WireModel
 
 
+class UpstreamUrl(WireModel):
+    """One base URL of an upstream model, as the health check and the requests found it."""
+
+    url: str
+    up: bool | None = None  # None: not connected yet
+    in_flight: int = 0
+    requests: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+
+class UpstreamDetails(WireModel):
+    model: str  # the name the upstream server knows it by
+    base_urls: list[UpstreamUrl]
+    balance: str
+
+
 class ModelDetails(WireModel):
     """Hearth's extension block: what the file is and whether it is in memory."""
 
@@ -29,6 +46,9 @@ class ModelDetails(WireModel):
     active_requests: int = 0
     memory_bytes: int | None = None
     expires_at: int | None = None
+    # what serves it: a local GGUF through llama.cpp, or an OpenAI-compatible server upstream
+    backend: Literal["llamacpp", "openai"] = "llamacpp"
+    upstream: UpstreamDetails | None = None
 
 
 class Model(WireModel):

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
-from hearth.api.models.protocol import Model, ModelDetails, ModelList
+from hearth.api.models.protocol import (
+    Model,
+    ModelDetails,
+    ModelList,
+    UpstreamDetails,
+    UpstreamUrl,
+)
+from hearth.models.manager import LoadedModel
 from hearth.models.registry import ModelEntry
 from hearth.runtime import Runtime
 
@@ -35,7 +43,7 @@ def describe(rt: Runtime, entry: ModelEntry) -> Model:
         hearth=ModelDetails(
             status=status,
             error=entry.error or rt.models.load_errors.get(entry.id) or crash,
-            file=entry.path.name,
+            file="" if entry.upstream else entry.path.name,
             size_bytes=entry.size_bytes,
             quantization=header.quantization if header else None,
             architecture=header.architecture if header else None,
@@ -49,7 +57,32 @@ def describe(rt: Runtime, entry: ModelEntry) -> Model:
             active_requests=rt.models.active(entry.id) if loaded else 0,
             memory_bytes=loaded.memory_bytes if loaded else None,
             expires_at=int(loaded.expires_at) if loaded and loaded.expires_at else None,
+            backend="openai" if entry.upstream else "llamacpp",
+            upstream=upstream_details(entry, loaded) if entry.upstream else None,
         ),
+    )
+
+
+def upstream_details(entry: ModelEntry, loaded: LoadedModel | None) -> UpstreamDetails:
+    """Where an upstream model is served, and how its base URLs are doing."""
+    cfg = entry.config
+    assert cfg is not None
+    urls = [UpstreamUrl(url=url) for url in cfg.base_url]
+    if loaded is not None:
+        with contextlib.suppress(Exception):  # a closing engine: no figures now
+            urls = [
+                UpstreamUrl(
+                    url=u.url,
+                    up=u.up,
+                    in_flight=u.in_flight,
+                    requests=u.requests,
+                    errors=u.errors,
+                    last_error=u.last_error,
+                )
+                for u in loaded.engine.status().upstreams
+            ]
+    return UpstreamDetails(
+        model=cfg.upstream_model or entry.id, base_urls=urls, balance=cfg.balance
     )
 
 

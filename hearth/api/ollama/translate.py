@@ -230,7 +230,7 @@ async def lines(
     request: wire.ChatRequest | wire.GenerateRequest,
     events: AsyncIterator[ev.Event],
     start_ns: int,
-    context: Callable[[str], list[int]] | None = None,
+    context: Callable[[str], list[int] | None] | None = None,
 ) -> AsyncIterator[Line | ev.KeepAlive]:
     """One line per piece of text (thinking and content), one per complete tool call (Ollama
     sends calls whole), and the final line with the stats (and, for generate, `context`, from

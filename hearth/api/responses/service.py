@@ -142,7 +142,7 @@ class ResponsesService:
             engine = prepared.model.engine
 
             async def count(text: str) -> int:
-                return len(await asyncio.to_thread(engine.tokenize, text, add_special=False))
+                return await asyncio.to_thread(engine.count_text, text)
 
             return translate.run_round(turn, events, count)
 

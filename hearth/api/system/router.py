@@ -69,6 +69,20 @@ async def status(request: Request) -> dict[str, Any]:
                 ],
             }
         )
+        if st.upstreams:  # served upstream: how each base URL is doing
+            models[-1]["backend"] = "openai"
+            models[-1]["upstreams"] = [
+                {
+                    "url": u.url,
+                    "up": u.up,
+                    "in_flight": u.in_flight,
+                    "requests": u.requests,
+                    "errors": u.errors,
+                    "latency_seconds": round(u.latency_seconds, 3),
+                    "last_error": u.last_error,
+                }
+                for u in st.upstreams
+            ]
     crashed = [
         {"id": model_id, "status": "crashed", "reason": reason}
         for model_id, reason in sorted(rt.models.crashes.items())
