@@ -162,6 +162,7 @@ class ResponseCreateRequest(OpenAIRequest):
     top_k: int | None = Field(None, ge=0, le=2**31 - 1)
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
+    logit_bias: dict[str, float] | None = None
     keep_alive: KeepAliveField = None
 
     @property

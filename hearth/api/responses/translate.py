@@ -107,6 +107,7 @@ def plan(request: wire.ResponseCreateRequest, history: list[Item], current: list
         top_k=request.top_k,
         min_p=request.min_p,
         seed=request.seed,
+        logit_bias=request.logit_bias,
     )
     out.max_tokens = request.max_output_tokens
     if request.reasoning is not None and request.reasoning.effort is not None:
