@@ -196,6 +196,40 @@ def serve(
         raise _fail(exc.message) from None
 
 
+@app.command("run")
+def run_chat(
+    model: Annotated[str, typer.Argument(help="The model's id or alias.")],
+    prompt: Annotated[
+        list[str] | None, typer.Argument(help="Answer this once and exit (stdin too, if piped).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="The server's address [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="The server's port [11434].")] = None,
+    models_dir: Annotated[
+        Path | None, typer.Option(help="Models, when no server answers and it runs here.")
+    ] = None,
+    system: Annotated[str | None, typer.Option(help="A system message.")] = None,
+    temperature: Annotated[float | None, typer.Option(min=0.0, max=2.0)] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="Most tokens per answer.")] = None,
+) -> None:
+    """Chat with a model in the terminal (a running server's, or one started here)."""
+    from hearth.cli_run import run
+
+    settings = _settings({"host": host, "port": port, "models_dir": models_dir})
+    text = " ".join(prompt) if prompt else None
+    if not sys.stdin.isatty():
+        piped = sys.stdin.read()
+        if piped.strip():
+            text = f"{text}\n\n{piped}" if text else piped
+    options: dict[str, Any] = {}
+    if temperature is not None:
+        options["temperature"] = temperature
+    if max_tokens is not None:
+        options["max_tokens"] = max_tokens
+    key = settings.api_key[0] if settings.api_key else None
+    code = run(settings, model, text, api_key=key, options=options, system=system)
+    raise typer.Exit(code)
+
+
 @app.command()
 def starter(
     name: Annotated[str, typer.Argument(help="smollm2 (the starter) or gemma3.")] = "smollm2",
