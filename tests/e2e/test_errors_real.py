@@ -52,6 +52,9 @@ def test_context_length_exceeded_before_any_work(server: RunningServer) -> None:
         )
     assert info.value.code == "context_length_exceeded"
     assert "4096" in info.value.message and "5000" in info.value.message
+    # It says how to get more: the flag, the per-model setting, the trained maximum.
+    assert "--ctx-size" in info.value.message and "[[models]]" in info.value.message
+    assert "up to 8192 tokens" in info.value.message
     long = "word " * 5000
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(

@@ -126,7 +126,7 @@ class LlamaCppEngineBase(Engine):
             if n_prompt >= ctx:
                 raise ContextLengthExceeded(
                     f"This model's context is {ctx} tokens; the prompt has {n_prompt} tokens "
-                    "and leaves no room for output.",
+                    f"and leaves no room for output. {self._raise_hint()}",
                     param="messages",
                 )
             request.max_tokens = min(ctx - n_prompt, self.max_output_tokens or ctx)
@@ -140,11 +140,23 @@ class LlamaCppEngineBase(Engine):
             raise ContextLengthExceeded(
                 f"This model's context is {ctx} tokens; the prompt has {n_prompt} tokens and "
                 f"max_tokens asks for {request.max_tokens} more ({n_prompt + request.max_tokens} "
-                "in all). Shorten the prompt or lower max_tokens.",
+                f"in all). Shorten the prompt or lower max_tokens. {self._raise_hint()}",
                 param="max_tokens",
             )
         request.checked = True
         return request
+
+    def _raise_hint(self) -> str:
+        """How a user gets more context, and how much the model was trained for."""
+        info = self.info
+        trained = info.n_ctx_train
+        more = f"up to {trained} tokens, the context it was trained for" if trained else ""
+        if trained and trained <= info.ctx_size:
+            return f"This is the whole context the model was trained for ({trained} tokens)."
+        return (
+            f"A longer context ({more}) takes --ctx-size N on `hearth serve`, or ctx_size in "
+            f"the model's [[models]] entry (id = \"{info.id}\")."
+        )
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         if not request.checked:
