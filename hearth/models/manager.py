@@ -123,6 +123,8 @@ class ModelManager:
         `explicit` (a load asked for by name) also lifts a `failed` mark."""
         lease = await self._pin(model, explicit=explicit)
         entry = lease.model.entry
+        if entry.upstream:  # nothing of it is here to free: never unloaded for idleness
+            keep_alive = None
         lease.model.keep_alive = (
             keep_alive if keep_alive is not None else self.default_keep_alive(entry)
         )

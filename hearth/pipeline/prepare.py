@@ -37,8 +37,10 @@ class Prepared:
     prompt_texts: list[str]
     plan: ChatPlan | None  # None: raw prompts, the output is plain text
     load_ns: int = 0  # time spent getting the model (loading it, or waiting for room)
-    # An upstream model's output, already accepted by its server (None: a local engine's).
+    # An upstream model's output, already accepted by its server (None: a local engine's),
+    # and the time.monotonic() it must end by (--request-timeout).
     source: AsyncGenerator[Event, None] | None = None
+    deadline: float | None = None
 
     @property
     def n(self) -> int:

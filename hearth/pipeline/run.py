@@ -25,7 +25,13 @@ from hearth.engine.base import (
     Usage,
 )
 from hearth.engine.base import Event as EngineEvent
-from hearth.errors import HearthError, InvalidRequestError, ModelUnloaded, ServiceUnavailable
+from hearth.errors import (
+    HearthError,
+    InvalidRequestError,
+    ModelUnloaded,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 from hearth.models.manager import LoadedModel, ModelManager
 from hearth.observe.metrics import Metrics
 from hearth.observe.record import RequestRecord
@@ -75,6 +81,9 @@ class _Choice:
             out.append(ToolCallEnd(self.open_call))
             self.open_call = None
         return out
+
+
+_TIMED_OUT = "the request took longer than the server's request timeout ({:g}s)"
 
 
 class _Clock:
@@ -175,11 +184,19 @@ class Pipeline:
             prepared.load_ns = load_ns
             source = engine.converse(request)
             try:
-                await anext(source)  # its server took the request; a refusal raises here
+                # Its server took the request (a refusal raises here), within --request-timeout
+                # (waiting for a slot under max_concurrency included).
+                async with asyncio.timeout(self._remaining(start)):
+                    await anext(source)
+            except TimeoutError:
+                await source.aclose()
+                raise RequestTimeout(_TIMED_OUT.format(self.request_timeout)) from None
             except BaseException:
                 await source.aclose()
                 raise
             prepared.source = source
+            if self.request_timeout:
+                prepared.deadline = start / 1e9 + self.request_timeout
             return prepared
         # Rendering, tokenizing and checks are CPU work (and calls to an engine child).
         prepared = await asyncio.to_thread(prepare, request, model, self.reasoning_format)
@@ -189,6 +206,12 @@ class Pipeline:
             for gen in prepared.generations:
                 gen.deadline = deadline
         return prepared
+
+    def _remaining(self, start: int) -> float | None:
+        """Seconds left of --request-timeout for a request that began at `start`."""
+        if not self.request_timeout:
+            return None
+        return max(0.0, start / 1e9 + self.request_timeout - time.monotonic())
 
     def admit(self, model: LoadedModel) -> None:
         """--max-queue: with every sequence busy and that many requests waiting already, a
@@ -279,8 +302,11 @@ class Pipeline:
         usage = Usage(0, 0, 0)
         record = current_record()
         clock = _Clock(self.metrics, record, model_id)
+        deadline = prepared.deadline
         try:
             async for event in source:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise RequestTimeout(_TIMED_OUT.format(self.request_timeout))
                 if isinstance(event, Output):
                     clock.token()
                     yield event
@@ -296,8 +322,9 @@ class Pipeline:
                 record.add_usage(model_id, usage)
                 if isinstance(exc, HearthError):
                     record.failed(exc.type, exc.code)
+            cut: FinishReason = "cancelled" if isinstance(exc, ModelUnloaded) else "error"
             for i in sorted(open_choices):
-                yield Finished(i, "error")
+                yield Finished(i, cut)
             raise
         finally:
             await source.aclose()  # a client that left: the upstream request is closed too

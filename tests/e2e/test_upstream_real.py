@@ -32,6 +32,8 @@ from tests.e2e.conftest import STARTER_ID, RunningServer, hearth, start_server, 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 ASK = [{"role": "user", "content": "Name a colour."}]
+# Longer than the starter template's own default system message, whatever its wording.
+BRIEF = "You are a ship's cook on a long voyage. " * 8
 
 
 class _Hanging(http.server.BaseHTTPRequestHandler):
@@ -110,6 +112,12 @@ id = "pair"
 backend = "openai"
 base_url = ["{one.url}", "{two.url}"]
 balance = "least-busy"
+
+[[models]]
+id = "briefed"
+backend = "openai"
+base_url = "{one.url}"
+system_prompt = "{BRIEF}"
 
 [[models]]
 id = "narrow"
@@ -297,6 +305,17 @@ def test_ollama_and_anthropic_clients(cluster: Cluster) -> None:
         f"{cluster.one.url}/v1/messages/count_tokens", json={"model": STARTER_ID, "messages": ASK}
     ).json()
     assert counted.input_tokens == direct["input_tokens"]
+
+
+def test_the_models_configured_system_prompt_goes_upstream(cluster: Cluster) -> None:
+    front = cluster.front.client()
+    plain = front.chat.completions.create(model="remote", messages=ASK, max_tokens=1)  # type: ignore[arg-type]
+    briefed = front.chat.completions.create(model="briefed", messages=ASK, max_tokens=1)  # type: ignore[arg-type]
+    assert plain.usage is not None and briefed.usage is not None
+    assert briefed.usage.prompt_tokens > plain.usage.prompt_tokens + 40  # the upstream read it
+    a = anthropic.Anthropic(base_url=cluster.front.url, api_key="none", max_retries=0)
+    counted = a.messages.count_tokens(model="briefed", messages=ASK)  # type: ignore[arg-type]
+    assert counted.input_tokens == briefed.usage.prompt_tokens
 
 
 def test_the_upstreams_errors_in_each_apis_shape(cluster: Cluster) -> None:

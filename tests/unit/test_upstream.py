@@ -131,7 +131,8 @@ def test_raw_prompts_as_completions() -> None:
     body = completion_body(request, "big", {}, None)
     assert body["prompt"] == ["a", [1, 2]] and body["max_tokens"] == 3
     one = completion_body(ConversationRequest(model="big", prompts=["a"]), "big", {}, None)
-    assert one["prompt"] == "a" and "max_tokens" not in one
+    # Unset is sent as null: "up to the context" (vLLM's completions default to 16).
+    assert one["prompt"] == "a" and one["max_tokens"] is None
 
 
 # -- the chunks read back ---------------------------------------------------------------------
@@ -175,6 +176,26 @@ def test_content_reasoning_and_calls_as_pieces() -> None:
     assert reader.finish_all() == []
 
 
+def test_calls_without_an_index_and_an_index_used_again() -> None:
+    reader = ChunkReader(1, chat=True, url="http://u")
+    events = []
+    for c in (
+        chunk(tool_calls=[{"id": "a", "function": {"name": "f", "arguments": "{"}}]),
+        chunk(tool_calls=[{"function": {"arguments": "}"}}]),  # the open call goes on
+        chunk(tool_calls=[{"index": 0, "id": "b", "function": {"name": "g", "arguments": "{}"}}]),
+        chunk(finish="tool_calls"),
+    ):
+        events += reader.feed(c)
+    starts = [p for e in events if isinstance(e, Output) for p in e.pieces]
+    assert [p for p in starts if isinstance(p, ToolCallStart)] == [
+        ToolCallStart(0, "a", "f"),
+        ToolCallStart(1, "b", "g"),
+    ]
+    assert ToolCallArgs(0, "}") in starts
+    with pytest.raises(UpstreamError, match="aborted"):
+        ChunkReader(1, chat=True, url="http://u").feed(chunk(finish="abort"))
+
+
 def test_text_chunks_logprobs_and_unfinished_choices() -> None:
     reader = ChunkReader(2, chat=False, url="http://u")
     lp = {"tokens": ["Hi"], "token_logprobs": [-0.5], "top_logprobs": [{"Hi": -0.5, "Yo": -1}]}
@@ -207,13 +228,20 @@ def test_the_upstreams_errors_as_hearths() -> None:
     # vLLM says it in words only; truncation (Responses' `auto`) must still see an overflow.
     vllm = error_from(400, {"message": "maximum context length is 4096", "type": "x"}, "http://u")
     assert isinstance(vllm, ContextLengthExceeded) and "4096" in vllm.message
-    missing = error_from(404, {"error": {"message": "no model", "code": "model_not_found"}}, "u")
-    assert (missing.status_code, missing.code, missing.type) == (
-        404,
-        "model_not_found",
+    llama = error_from(400, {"error": {"message": "x", "type": "exceed_context_size_error"}}, "u")
+    assert isinstance(llama, ContextLengthExceeded)  # llama.cpp's says it by type
+    limited = error_from(429, {"error": {"message": "slow down", "code": "rate_limit"}}, "u")
+    assert (limited.status_code, limited.code, limited.type) == (
+        429,
+        "rate_limit",
         "invalid_request_error",
     )
+    # Not the client's fault: a stale model name, the upstream's key: 502.
+    missing = error_from(404, {"error": {"message": "no model", "code": "model_not_found"}}, "u")
+    assert (missing.status_code, missing.code) == (502, "upstream_error")
     assert "no model" in missing.message
+    denied = error_from(401, {"error": {"message": "bad key"}}, "u")
+    assert denied.status_code == 502 and "401" in denied.message
     broken = error_from(503, "Service Unavailable", "http://u")
     assert (broken.status_code, broken.code) == (502, "upstream_error")
     assert "answered 503: Service Unavailable" in broken.message

@@ -155,7 +155,7 @@ class LlamaCppEngineBase(Engine):
             return f"This is the whole context the model was trained for ({trained} tokens)."
         return (
             f"A longer context ({more}) takes --ctx-size N on `hearth serve`, or ctx_size in "
-            f"the model's [[models]] entry (id = \"{info.id}\")."
+            f'the model\'s [[models]] entry (id = "{info.id}").'
         )
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:

@@ -31,6 +31,7 @@ from hearth.engine.upstream.wire import ChunkReader, chat_body, completion_body,
 from hearth.errors import (
     HearthError,
     InvalidRequestError,
+    ModelUnloaded,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -87,7 +88,8 @@ def _context_of(model: dict[str, Any]) -> int | None:
     `context_window`, llama.cpp's `meta.n_ctx_train`."""
     meta = model.get("meta") if isinstance(model.get("meta"), dict) else {}
     assert isinstance(meta, dict)
-    for value in (model.get("max_model_len"), model.get("context_window"), meta.get("n_ctx")):
+    fields = (model.get("max_model_len"), model.get("context_window"), meta.get("n_ctx_train"))
+    for value in fields:
         if isinstance(value, int) and value > 0:
             return value
     return None
@@ -135,6 +137,7 @@ class UpstreamEngine(ConversationEngine):
         self._served = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._can_tokenize: bool | None = None  # learnt on the first /tokenize
+        self._closed = False
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -147,7 +150,7 @@ class UpstreamEngine(ConversationEngine):
         sampling = cfg.sampling.as_dict()
         chat = request.prompts is None
         if chat:
-            body = chat_body(request, self.name, sampling, cfg.max_output_tokens)
+            body = chat_body(request, self.name, sampling, cfg.max_output_tokens, cfg.system_prompt)
             path = "/v1/chat/completions"
         else:
             body = completion_body(request, self.name, sampling, cfg.max_output_tokens)
@@ -159,6 +162,8 @@ class UpstreamEngine(ConversationEngine):
         finally:
             self._waiting -= 1
         try:
+            if self._closed:  # unloaded while this request waited for a slot
+                raise ModelUnloaded(f"the model '{self.info.id}' was unloaded")
             async with self.pool.stream(path, body) as (target, response):
                 if response.status_code != 200:
                     raise error_from(response.status_code, await _error_body(response), target.url)
@@ -173,12 +178,13 @@ class UpstreamEngine(ConversationEngine):
                             finished = True
                             break
                         try:
-                            chunk = json.loads(data)
-                        except ValueError:
+                            out = reader.feed(json.loads(data))
+                        except (ValueError, TypeError, AttributeError):
                             raise UpstreamError(
-                                f"the upstream server ({target.url}) sent an event that is not JSON"
+                                f"the upstream server ({target.url}) sent an event that is "
+                                "not a chunk of the API"
                             ) from None
-                        for event in reader.feed(chunk):
+                        for event in out:
                             yield event
                 except httpx.TimeoutException:
                     target.errors += 1
@@ -204,9 +210,11 @@ class UpstreamEngine(ConversationEngine):
                 yield Done(reader.final_usage(), Timings())
                 # The body's last bytes (the end of its chunked encoding), so the connection
                 # goes back to the pool instead of being closed: no new connection per request.
-                with contextlib.suppress(httpx.HTTPError):
-                    async for _ in events:
-                        pass
+                # Bounded: a server that holds the body open only loses the connection.
+                with contextlib.suppress(httpx.HTTPError, TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        async for _ in events:
+                            pass
         finally:
             self._slots.release()
 
@@ -217,23 +225,22 @@ class UpstreamEngine(ConversationEngine):
         if dimensions is not None:
             body["dimensions"] = dimensions
         payload = await self._post_json("/v1/embeddings", body)
-        data = payload.get("data") if isinstance(payload, dict) else None
-        if not isinstance(data, list) or len(data) != len(inputs):
-            raise UpstreamError("the upstream server's embeddings answer has the wrong shape")
-        vectors = []
-        for item in sorted(data, key=lambda d: d.get("index", 0) if isinstance(d, dict) else 0):
-            vector = np.asarray(item.get("embedding"), dtype=np.float64)
-            norm = float(np.linalg.norm(vector))
-            vectors.append((vector / norm if norm > 0 else vector).tolist())
-        usage = payload.get("usage") or {}
-        return EmbedResult(vectors, int(usage.get("prompt_tokens") or 0))
+        try:
+            vectors, tokens = _embeddings(payload, len(inputs))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise UpstreamError(
+                "the upstream server's embeddings answer has the wrong shape"
+            ) from None
+        return EmbedResult(vectors, tokens)
 
     async def count(self, request: ConversationRequest) -> TokenCount:
         """vLLM's (and Hearth's) POST /tokenize with the messages; without one, ~4
         characters a token, marked as estimated."""
         body: dict[str, Any] = {"model": self.name}
         if request.prompts is None:
-            body["messages"] = chat_body(request, self.name, {}, None)["messages"]
+            body["messages"] = chat_body(request, self.name, {}, None, self.cfg.system_prompt)[
+                "messages"
+            ]
             if request.tools:
                 body["tools"] = [tool.for_template() for tool in request.tools]
         else:
@@ -241,11 +248,12 @@ class UpstreamEngine(ConversationEngine):
         if self._can_tokenize is not False:
             try:
                 payload = await self._post_json("/tokenize", body)
-                self._can_tokenize = True
                 count = payload.get("count") if isinstance(payload, dict) else None
                 if count is None and isinstance(payload, dict):
                     count = len(payload.get("tokens") or [])
-                return TokenCount(int(count or 0))
+                if isinstance(count, int) and count > 0:  # llama.cpp's: [] for no `content`
+                    self._can_tokenize = True
+                    return TokenCount(count)
             except UpstreamUnreachable:
                 raise
             except UpstreamError as exc:
@@ -262,7 +270,7 @@ class UpstreamEngine(ConversationEngine):
                 raise error_from(response.status_code, await _error_body(response), target.url)
             try:
                 return json.loads(await response.aread())
-            except ValueError:
+            except (ValueError, httpx.HTTPError):
                 raise UpstreamError(
                     f"the upstream server ({target.url}) answered no JSON"
                 ) from None
@@ -270,7 +278,11 @@ class UpstreamEngine(ConversationEngine):
     # -- the token-level calls, for the few places that need them -------------------------------
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
-        payload = self._call("/tokenize", {"prompt": text, "add_special_tokens": add_special})
+        # vLLM's and Hearth's names, and llama.cpp's (`content`, `add_special`).
+        fields = {"prompt": text, "content": text}
+        payload = self._call(
+            "/tokenize", {**fields, "add_special_tokens": add_special, "add_special": add_special}
+        )
         tokens = payload.get("tokens") if isinstance(payload, dict) else None
         if not isinstance(tokens, list):
             raise UpstreamError("the upstream server's /tokenize answer has no tokens")
@@ -284,8 +296,10 @@ class UpstreamEngine(ConversationEngine):
         if self._can_tokenize is not False:
             try:
                 return len(self.tokenize(text, add_special=False))
-            except HearthError:
+            except InvalidRequestError:  # it has no /tokenize: not asked again
                 self._can_tokenize = False
+            except HearthError:  # this time only: estimated
+                pass
         return math.ceil(len(text) / CHARS_PER_TOKEN)
 
     def _call(self, path: str, body: dict[str, Any]) -> Any:
@@ -310,7 +324,10 @@ class UpstreamEngine(ConversationEngine):
                     f"the upstream server ({target.url}) has no {path}", param="model"
                 )
             raise error_from(response.status_code, payload, target.url)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamError(f"the upstream server ({target.url}) answered no JSON") from None
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -329,6 +346,7 @@ class UpstreamEngine(ConversationEngine):
 
     def close(self) -> None:
         """Called from a worker thread: the client's connections belong to the loop."""
+        self._closed = True
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -339,13 +357,30 @@ class UpstreamEngine(ConversationEngine):
             log.debug("closing the upstream client of %s", self.info.id, exc_info=True)
 
 
+def _embeddings(payload: Any, n: int) -> tuple[list[list[float]], int]:
+    """The vectors of an embeddings answer, in input order and L2-normalised (as Hearth's own
+    are), and its token count; ValueError (or a lookup error) when it is not that."""
+    data = payload["data"]
+    if not isinstance(data, list) or len(data) != n:
+        raise ValueError("not one embedding per input")
+    vectors = []
+    for item in sorted(data, key=lambda d: int(d.get("index", 0))):
+        vector = np.asarray(item["embedding"], dtype=np.float64)
+        if vector.ndim != 1 or not np.isfinite(vector).all():
+            raise ValueError("not a vector of numbers")
+        norm = float(np.linalg.norm(vector))
+        vectors.append((vector / norm if norm > 0 else vector).tolist())
+    return vectors, int((payload.get("usage") or {}).get("prompt_tokens") or 0)
+
+
 async def _error_body(response: httpx.Response) -> Any:
     """An error answer's JSON (bounded), or its text."""
     raw = b""
-    async for part in response.aiter_bytes():
-        raw += part
-        if len(raw) > MAX_ERROR_BODY:
-            break
+    with contextlib.suppress(httpx.HTTPError):
+        async for part in response.aiter_bytes():
+            raw += part
+            if len(raw) > MAX_ERROR_BODY:
+                break
     try:
         return json.loads(raw)
     except ValueError:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import httpx
 
-from hearth.errors import UpstreamTimeout, UpstreamUnreachable
+from hearth.errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
 
 log = logging.getLogger("hearth.upstream")
 
@@ -119,6 +119,11 @@ class UpstreamPool:
                     raise UpstreamTimeout(
                         f"the upstream server ({target.url}) did not answer within the "
                         "model's timeout_s"
+                    ) from None
+                except httpx.HTTPError as exc:  # the request may have reached it: no retry
+                    target.errors += 1
+                    raise UpstreamError(
+                        f"the upstream server ({target.url}) failed: {_describe(exc)}"
                     ) from None
                 target.requests += 1
                 target.latency_sum += time.monotonic() - started

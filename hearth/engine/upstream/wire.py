@@ -20,6 +20,7 @@ from hearth.errors import (
     UpstreamError,
 )
 from hearth.pipeline.events import Finished, FinishReason, Output
+from hearth.pipeline.plan import with_system_prompt
 from hearth.pipeline.request import ConversationRequest, Message
 
 # The request's sampling fields and the names OpenAI-compatible servers read them by; a
@@ -101,10 +102,13 @@ def chat_body(
     model: str,
     sampling: Mapping[str, float | int],
     max_output: int | None,
+    system_prompt: str | None = None,
 ) -> dict[str, Any]:
-    """A Chat Completions request (streamed, with usage) for a conversation."""
+    """A Chat Completions request (streamed, with usage) for a conversation; the model's
+    configured system prompt goes first when the request brings none. Hearth's own
+    reasoning_format is not sent: servers name theirs differently (llama.cpp refuses ours)."""
     body = _common(request, model, sampling, max_output)
-    body["messages"] = [_message(m) for m in request.messages]
+    body["messages"] = with_system_prompt([_message(m) for m in request.messages], system_prompt)
     if request.tools:
         body["tools"] = [tool.for_template() for tool in request.tools]
         if request.tool_name is not None:
@@ -121,8 +125,6 @@ def chat_body(
         body["top_logprobs"] = request.logprobs
     if request.reasoning_effort is not None:
         body["reasoning_effort"] = request.reasoning_effort
-    if request.reasoning_format is not None:
-        body["reasoning_format"] = request.reasoning_format
     if request.template_kwargs:
         body["chat_template_kwargs"] = request.template_kwargs
     return body
@@ -139,6 +141,8 @@ def completion_body(
     if not prompts:
         raise InvalidRequestError("prompt must not be empty", param="prompt")
     body = _common(request, model, sampling, max_output)
+    # Unset is "up to the context", as here; vLLM's and SGLang's completions would stop at 16.
+    body.setdefault("max_tokens", None)
     body["prompt"] = prompts[0] if len(prompts) == 1 else prompts
     if request.suffix is not None:
         body["suffix"] = request.suffix
@@ -163,16 +167,19 @@ def error_from(status: int, payload: Any, url: str) -> HearthError:
     text = str(message) if message else f"HTTP {status}"
     code = code if isinstance(code, str) else None
     param = param if isinstance(param, str) else None
-    if status == 400 and (code == "context_length_exceeded" or "context length" in text):
+    kind = kind if isinstance(kind, str) else None
+    overflow = code == "context_length_exceeded" or kind == "exceed_context_size_error"
+    if status == 400 and (overflow or "context length" in text or "context size" in text):
         return ContextLengthExceeded(f"upstream: {text}", param=param or "messages")
     where = f"the upstream server ({url}) answered {status}: "
-    return UpstreamError(
-        where + text,
-        status=status,
-        code=code if 400 <= status < 500 else None,
-        param=param,
-        kind=kind if isinstance(kind, str) else None,
-    )
+    if status not in _CLIENTS_FAULT:  # its key, its model name, its bug: not the client's
+        return UpstreamError(where + text)
+    return UpstreamError(where + text, status=status, code=code, param=param, kind=kind)
+
+
+# Upstream statuses that are about the request itself, passed on; any other (401/403: our
+# key to it is wrong; 404: its model name is stale; 5xx) is the upstream's problem: a 502.
+_CLIENTS_FAULT = {400, 413, 422, 429}
 
 
 def _logprobs_chat(raw: Any) -> list[TokenLogprob] | None:
@@ -180,6 +187,8 @@ def _logprobs_chat(raw: Any) -> list[TokenLogprob] | None:
         return None
     out = []
     for item in raw["content"]:
+        if not isinstance(item, dict):
+            continue
         token = str(item.get("token", ""))
         top = [
             TopLogprob(
@@ -188,6 +197,7 @@ def _logprobs_chat(raw: Any) -> list[TokenLogprob] | None:
                 list(t.get("bytes") or str(t.get("token", "")).encode()),
             )
             for t in item.get("top_logprobs") or []
+            if isinstance(t, dict)
         ]
         out.append(
             TokenLogprob(
@@ -230,7 +240,9 @@ _REASONS: dict[str, FinishReason] = {
 
 @dataclass(slots=True)
 class _ChoiceState:
-    calls: dict[int, int] = field(default_factory=dict)  # upstream call index -> ours
+    calls: dict[Any, int] = field(default_factory=dict)  # upstream call key -> our index
+    keys: list[Any] = field(default_factory=list)  # the keys in the order calls opened
+    ids: dict[Any, Any] = field(default_factory=dict)  # upstream call key -> its id
     open_call: int | None = None
     tokens: int = 0
     done: bool = False
@@ -274,6 +286,8 @@ class ChunkReader:
                 state.tokens += 1
                 out.append(Output(index, pieces, logprobs))
             reason = choice.get("finish_reason")
+            if reason == "abort":  # vLLM's: the upstream gave the generation up
+                raise UpstreamError(f"the upstream server ({self.url}) aborted the generation")
             if reason:
                 out += self._finish(index, state, _REASONS.get(str(reason), "stop"), choice)
         return out
@@ -299,17 +313,27 @@ class ChunkReader:
 
     def _call(self, call: dict[str, Any], state: _ChoiceState) -> list[Piece]:
         pieces: list[Piece] = []
-        key = call.get("index", len(state.calls))
         fn = call.get("function") if isinstance(call.get("function"), dict) else {}
         assert isinstance(fn, dict)
+        call_id = call.get("id")
+        key = call.get("index")
+        if key is None:  # no index: the open call goes on, unless a new id starts another
+            open_key = state.keys[-1] if state.keys else None
+            new = open_key is None or (call_id and call_id != state.ids.get(open_key))
+            key = len(state.calls) if new else open_key
+        elif key in state.calls and call_id and state.ids.get(key) not in (None, call_id):
+            key = (key, call_id)  # an index used again for a call of another id
         if key not in state.calls:
             if state.open_call is not None:
                 pieces.append(ToolCallEnd(state.open_call))
             ours = len(state.calls)
             state.calls[key] = ours
+            state.keys.append(key)
+            state.ids[key] = call_id
             state.open_call = ours
-            call_id = call.get("id") or f"call_{ours}"
-            pieces.append(ToolCallStart(ours, str(call_id), str(fn.get("name") or "")))
+            pieces.append(
+                ToolCallStart(ours, str(call_id or f"call_{ours}"), str(fn.get("name") or ""))
+            )
         arguments = fn.get("arguments")
         if isinstance(arguments, str) and arguments:
             pieces.append(ToolCallArgs(state.calls[key], arguments))
