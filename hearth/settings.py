@@ -16,7 +16,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hearth.errors import ConfigError
-from hearth.models.config import MAX_CTX, ModelConfig, parse_models, read_models_file
+from hearth.models.config import MAX_CTX, ModelConfig, listed, parse_models, read_models_file
 from hearth.models.keepalive import DEFAULT_KEEP_ALIVE, KeepAliveValue, parse_keep_alive
 from hearth.models.memory import memory_budget
 from hearth.store.retention import DEFAULT_TTL, parse_ttl
@@ -186,10 +186,7 @@ class Settings(BaseModel):
         parse_keep_alive(value)
         return value
 
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _one_key(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    _one_key = field_validator("api_key", mode="before")(listed)
 
     @field_validator("rate_limit", mode="after")
     @classmethod

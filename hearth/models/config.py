@@ -74,6 +74,11 @@ class SamplingDefaults(BaseModel):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+def listed(value: Any) -> Any:
+    """A setting that takes one string or a list of them, as a list."""
+    return [value] if isinstance(value, str) else value
+
+
 def check_base_url(value: str) -> str:
     """An upstream's address: http(s), a host, no query; kept without a trailing `/v1`, which
     OpenAI SDK users write and Hearth adds itself (`/health` and `/tokenize` are beside it)."""
@@ -119,10 +124,7 @@ class ModelConfig(BaseModel):
     max_concurrency: int | None = Field(None, ge=1, le=1 << 16)
     balance: Literal["round-robin", "least-busy"] = "round-robin"
 
-    @field_validator("base_url", mode="before")
-    @classmethod
-    def _one_url(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    _one_url = field_validator("base_url", mode="before")(listed)
 
     @field_validator("base_url", mode="after")
     @classmethod

@@ -254,16 +254,12 @@ class ModelManager:
                 # The files as they are now (one stat each): nothing is evicted for a model
                 # whose file went bad since the scan.
                 entry = self.registry.checked(entry)
-                if entry.upstream:
-                    self._upstream_loads.add(entry.id)
-                    self._reserved[entry.id] = 0
-                    task = asyncio.create_task(self._load(entry, 0), name=f"load {entry.id}")
-                    self._loading[entry.id] = task
-                    await asyncio.shield(task)
-                    continue
-                need = self.estimate(entry)
-                victims = self._plan_room(need)
+                # An upstream model takes no room here: nothing is evicted for it.
+                need = 0 if entry.upstream else self.estimate(entry)
+                victims = [] if entry.upstream else self._plan_room(need)
                 if victims is not None:
+                    if entry.upstream:
+                        self._upstream_loads.add(entry.id)
                     for victim in victims:
                         self._start_eviction(victim, f"to make room for {entry.id}")
                     self._reserved[entry.id] = need

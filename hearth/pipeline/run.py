@@ -159,9 +159,9 @@ class Pipeline:
             _, tokens = await asyncio.to_thread(rendered, request, model, self.reasoning_format)
             return TokenCount(len(tokens))
 
-    async def tokens(self, request: ConversationRequest) -> list[int]:
-        """The prompt's tokens, as a generation would see them (a local model's only: an
-        upstream's server counts its own, `count_tokens`)."""
+    async def tokens(self, request: ConversationRequest) -> tuple[list[int], int]:
+        """The prompt's tokens, as a generation would see them, and the model's context (a
+        local model's only: an upstream's server counts its own, `count_tokens`)."""
         async with self.models.use(request.model, request.keep_alive) as lease:
             model = lease.model
             if isinstance(model.engine, ConversationEngine):
@@ -171,7 +171,7 @@ class Pipeline:
                     param="model",
                 )
             _, tokens = await asyncio.to_thread(rendered, request, model, self.reasoning_format)
-            return tokens
+            return tokens, model.engine.info.ctx_size
 
     async def _prepare(
         self, request: ConversationRequest, model: LoadedModel, start: int

@@ -280,3 +280,16 @@ async def test_a_response_is_stored_before_its_stream_ends(app: FastAPI) -> None
     again = await service.create(follow)  # no 404: it was written before the event went out
     assert again.result.previous_response_id == response_id
     await stream.aclose()
+
+
+@pytest.mark.parametrize("bias", [{"x": 1.0}, {"999999": 1.0}, {"5": 1000.0}])
+async def test_bad_logit_bias_is_a_400_naming_it(
+    client: httpx.AsyncClient, bias: dict[str, float]
+) -> None:
+    r = await client.post(
+        "/v1/responses", json={"model": FAKE_ID, "input": "hi", "logit_bias": bias}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "logit_bias"
+    ok = await client.post("/v1/responses", json={"model": FAKE_ID, "input": "hi"})
+    assert ok.status_code == 200

@@ -318,6 +318,27 @@ def test_the_models_configured_system_prompt_goes_upstream(cluster: Cluster) -> 
     assert counted.input_tokens == briefed.usage.prompt_tokens
 
 
+def test_tokenize_and_detokenize_on_the_real_model(cluster: Cluster) -> None:
+    """What a Hearth in front counts with (vLLM's routes): a round trip, and bad input as
+    400s in OpenAI's shape, after which the server answers as before."""
+    url = cluster.one.url
+    ids = httpx.post(f"{url}/tokenize", json={"model": STARTER_ID, "prompt": "Hello there"}).json()
+    assert ids["count"] == len(ids["tokens"]) > 0 and ids["max_model_len"] == 4096
+    back = httpx.post(f"{url}/detokenize", json={"model": STARTER_ID, "tokens": ids["tokens"]})
+    assert "Hello there" in back.json()["prompt"]
+    for path, body in (
+        ("/detokenize", {"model": STARTER_ID, "tokens": [10**9]}),
+        ("/detokenize", {"model": STARTER_ID, "tokens": "1 2"}),
+        ("/tokenize", {"model": STARTER_ID}),
+        ("/tokenize", {"model": STARTER_ID, "messages": [{"role": "wizard", "content": "x"}]}),
+    ):
+        bad = httpx.post(url + path, json=body)
+        assert bad.status_code == 400, bad.text
+        assert bad.json()["error"]["type"] == "invalid_request_error"
+    again = httpx.post(f"{url}/tokenize", json={"model": STARTER_ID, "prompt": "Hello there"})
+    assert again.json()["tokens"] == ids["tokens"]
+
+
 def test_the_upstreams_errors_in_each_apis_shape(cluster: Cluster) -> None:
     front = cluster.front.client()
     with pytest.raises(openai.BadRequestError) as refused:

@@ -11,7 +11,6 @@ from hearth.api.embeddings.service import EmbeddingsService
 from hearth.api.ollama import protocol as wire
 from hearth.api.ollama import translate
 from hearth.api.streaming import closing
-from hearth.engine.base import ConversationEngine
 from hearth.models.manager import ModelManager
 from hearth.pipeline.events import Event, KeepAlive
 from hearth.pipeline.prepare import Prepared
@@ -124,10 +123,10 @@ async def _gathered(lines: Lines) -> wire.GenerateResponse:
 
 def _context(prepared: Prepared, response: str) -> list[int] | None:
     """Generate's `context`: the prompt's tokens and the response's, for the next request to
-    continue (the response re-tokenized: the engine streams text, not ids). None for an
-    upstream model: its tokens are its server's."""
+    continue (the response re-tokenized: the engine streams text, not ids). None when the
+    prompt's tokens are not known here (an upstream model's are its server's)."""
     engine = prepared.model.engine
-    if isinstance(engine, ConversationEngine):
+    if not prepared.generations[0].prompt:
         return None
     tokens = engine.tokenize(response, add_special=False) if response else []
     return [*prepared.generations[0].prompt, *tokens]

@@ -34,8 +34,7 @@ class TokenizeService:
                 tools=request.tools,
                 chat_template_kwargs=request.chat_template_kwargs,
             )
-            tokens = await self.pipeline.tokens(translate.conversation(chat))
-            window = await self._window(request.model)
+            tokens, window = await self.pipeline.tokens(translate.conversation(chat))
             return TokenizeResponse(count=len(tokens), max_model_len=window, tokens=tokens)
         prompt = request.prompt or ""
         async with self.pipeline.models.use(request.model) as lease:
@@ -52,7 +51,3 @@ class TokenizeService:
                 check_token_ids(request.tokens, engine.info.n_vocab, "tokens")
             text = await asyncio.to_thread(engine.detokenize, list(request.tokens))
             return DetokenizeResponse(prompt=text, content=text)
-
-    async def _window(self, model: str) -> int:
-        async with self.pipeline.models.use(model) as lease:
-            return lease.model.engine.info.ctx_size

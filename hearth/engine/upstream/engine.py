@@ -138,6 +138,7 @@ class UpstreamEngine(ConversationEngine):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._can_tokenize: bool | None = None  # learnt on the first /tokenize
         self._closed = False
+        self._sampling = cfg.sampling.as_dict()  # once, not per request
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -147,7 +148,7 @@ class UpstreamEngine(ConversationEngine):
 
     async def converse(self, request: ConversationRequest) -> AsyncGenerator[Event, None]:
         cfg = self.cfg
-        sampling = cfg.sampling.as_dict()
+        sampling = self._sampling
         chat = request.prompts is None
         if chat:
             body = chat_body(request, self.name, sampling, cfg.max_output_tokens, cfg.system_prompt)
