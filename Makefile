@@ -9,8 +9,16 @@ serve: starter
 	$(BIN)/hearth serve --model $$($(BIN)/hearth starter --print-id)
 
 test: starter
+	scripts/test-deps.sh
 	$(BIN)/hearth starter gemma3
+ifeq ($(PYTEST_ARGS),)
+	# The in-process tiers share the cores (xdist); the real-server tiers run alone, since
+	# some of them measure how a busy machine behaves.
+	$(BIN)/python -m pytest -n 2 tests/unit tests/api
+	$(BIN)/python -m pytest tests/e2e tests/ui
+else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+endif
 
 # The property tests (GGUF validator, the OpenAPI operations) with thousands of examples each.
 fuzz: starter

@@ -7,7 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,8 @@ from hearth.api.conversations.service import ConversationsService
 from hearth.api.embeddings.service import EmbeddingsService
 from hearth.api.ollama.service import OllamaService
 from hearth.api.responses.service import ResponsesService
+from hearth.api.security import KeyRing, load_api_keys
+from hearth.api.settings.service import SettingsService
 from hearth.api.tokenize.service import TokenizeService
 from hearth.engine.base import resolve_ctx_size
 from hearth.errors import ConfigError, InvalidModelFile, ModelNotFound
@@ -153,11 +155,16 @@ class Runtime:
     tokenize: TokenizeService
     metrics: Metrics | None = None
     request_log: RequestLog | None = None
+    keys: KeyRing = field(default_factory=lambda: KeyRing([]))
+    configuration: SettingsService = field(init=False)
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     preloaded: bool = False  # the start-up models have loaded (they may unload later)
     draining: bool = False  # shutting down: new requests get 503
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.configuration = SettingsService(self)
 
     async def stop_generations(self) -> None:
         """End every running generation now, each with its API's final event: responses end
@@ -177,6 +184,19 @@ class Runtime:
         if self.request_log is not None:
             self.request_log.close()
         self.store.close()
+
+    def apply(self, settings: Settings) -> None:
+        """Put changed settings in force (the settings API): keys, origins, keep-alive and the
+        request log's retention at once; what shapes an engine at the next load."""
+        self.settings = settings
+        if isinstance(self.models.factory, LlamaCppFactory):
+            self.models.factory.settings = settings
+        self.models.estimate = memory_estimator(settings)
+        self.models.policy = replace(self.models.policy, keep_alive=settings.keep_alive_seconds)
+        self.keys.keys = load_api_keys(settings)
+        if self.request_log is not None:
+            self.request_log.days = settings.request_log_days
+            self.request_log.rows = settings.request_log_rows
 
     def context_window(self, entry: ModelEntry) -> int:
         """The context one request may use for this model, loaded or not (for an upstream
@@ -290,6 +310,7 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         tokenize=TokenizeService(pipeline),
         metrics=metrics,
         request_log=request_log,
+        keys=KeyRing(load_api_keys(settings)),  # a bad key file stops start-up with its line
         preload=preload,
         closers=closers,
     )

@@ -8,9 +8,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
-from hearth import __version__
+from hearth import __version__, ui
 from hearth.api.anthropic.router import router as anthropic_router
 from hearth.api.chat.router import router as chat_router
 from hearth.api.completions.router import router as completions_router
@@ -31,13 +30,8 @@ from hearth.api.ollama.router import router as ollama_router
 from hearth.api.ops.router import router as ops_router
 from hearth.api.pull.router import router as pull_router
 from hearth.api.responses.router import router as responses_router
-from hearth.api.security import (
-    LOCAL_ORIGINS_REGEX,
-    ApiKeyMiddleware,
-    HostCheckMiddleware,
-    is_loopback,
-    load_api_keys,
-)
+from hearth.api.security import ApiKeyMiddleware, CorsMiddleware, HostCheckMiddleware, is_loopback
+from hearth.api.settings.router import router as settings_router
 from hearth.api.system.router import router as system_router
 from hearth.api.tokenize.router import router as tokenize_router
 from hearth.errors import HearthError
@@ -53,7 +47,6 @@ def create_app(
     settings: Settings, *, factory: EngineFactory | None = None, runtime: Runtime | None = None
 ) -> FastAPI:
     """A Hearth app. Models named in settings start loading when the app starts."""
-    keys = load_api_keys(settings)  # a bad key file stops start-up with its line
     rt = runtime or build_runtime(settings, factory)
 
     @contextlib.asynccontextmanager
@@ -86,6 +79,7 @@ def create_app(
         ollama_router,
         models_router,
         system_router,
+        settings_router,
         tokenize_router,
     )
     for router in routers:
@@ -93,6 +87,7 @@ def create_app(
     app.include_router(lifecycle_router)
     app.include_router(pull_router)
     app.include_router(ollama_models_router)
+    ui.mount(app)
 
     # Added innermost first. From the outside in: the request id (even a 403 has one), the
     # record that the metrics and the request log read (so refusals are counted too), the
@@ -102,18 +97,10 @@ def create_app(
     if settings.rate is not None:
         count, window = settings.rate
         app.add_middleware(RateLimitMiddleware, count=count, window=window)
-    if keys:
-        app.add_middleware(ApiKeyMiddleware, keys=keys)
+    # Always there: keys and origins added through the settings API apply at once.
+    app.add_middleware(ApiKeyMiddleware, ring=rt.keys)
     app.add_middleware(DrainMiddleware, draining=lambda: rt.draining)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_origin_regex=None if "*" in settings.cors_origins else LOCAL_ORIGINS_REGEX,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        allow_credentials=False,  # keys travel in headers, never cookies: and never with `*`
-        expose_headers=["x-request-id"],
-    )
+    app.add_middleware(CorsMiddleware, origins=lambda: rt.settings.cors_origins)
     if is_loopback(settings.host) or settings.allowed_hosts:
         app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_hosts)
     if rt.metrics is not None or rt.request_log is not None:

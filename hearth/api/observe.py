@@ -21,9 +21,12 @@ from hearth.observe.record import RequestRecord
 from hearth.observe.requestlog import BODY_LIMIT, RequestLog
 
 # Polled by monitors and the UI: counted nowhere, or they would drown the log.
-QUIET = frozenset({"/health", "/metrics", "/status", "/api/requests", "/favicon.ico"})
+QUIET = frozenset(
+    {"/health", "/metrics", "/status", "/api/requests", "/api/stats", "/api/ps", "/favicon.ico"}
+)
+QUIET_PREFIX = "/ui/"  # the web UI's own files
 # Hearth's own routes under /api/ (the rest of /api/ is Ollama's API).
-HEARTH_API = frozenset({"/api/requests", "/api/load", "/api/unload"})
+HEARTH_API = frozenset({"/api/requests", "/api/stats", "/api/settings", "/api/load", "/api/unload"})
 ERROR_BODY_LIMIT = 16 * 1024
 
 
@@ -71,7 +74,12 @@ class ObserveMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
-        if scope["type"] != "http" or path in QUIET or scope["method"] == "OPTIONS":
+        if (
+            scope["type"] != "http"
+            or path in QUIET
+            or path.startswith(QUIET_PREFIX)
+            or scope["method"] == "OPTIONS"
+        ):
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})

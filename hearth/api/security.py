@@ -8,9 +8,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hearth.api.middleware import send_error
@@ -24,8 +26,9 @@ LOCAL_ORIGINS_REGEX = (
     r"|tauri://localhost|https?://tauri\.localhost|app://[^/]*|file://"
 )
 
-# What needs no key: liveness, and the page that asks for one.
+# What needs no key: liveness, and the page that asks for one with its files.
 OPEN_PATHS = frozenset({"/health", "/"})
+OPEN_PREFIX = "/ui/"
 
 
 @dataclass(frozen=True)
@@ -84,18 +87,25 @@ def bind_problem(settings: Settings, keys: list[ApiKey]) -> str | None:
     )
 
 
+@dataclass
+class KeyRing:
+    """The keys in force; the settings API replaces them while the server runs."""
+
+    keys: list[ApiKey]
+
+
 class ApiKeyMiddleware:
     """With keys set, every route but OPEN_PATHS needs one: as `Authorization: Bearer <key>`,
     or as `x-api-key: <key>` (Anthropic's clients send that). The key's name goes into the
-    request's state for the request log."""
+    request's state for the request log. With none, everything passes."""
 
-    def __init__(self, app: ASGIApp, keys: list[ApiKey]):
+    def __init__(self, app: ASGIApp, ring: KeyRing):
         self.app = app
-        self.keys = keys
+        self.ring = ring
 
     def _match(self, offered: bytes) -> str | None:
         found = None
-        for key in self.keys:  # every key compared, always: the time says nothing of which
+        for key in self.ring.keys:  # every key compared, always: the time says nothing of which
             if hmac.compare_digest(offered, key.secret):
                 found = key.name
         return found
@@ -103,8 +113,10 @@ class ApiKeyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
+            or not self.ring.keys
             or scope["method"] == "OPTIONS"  # CORS preflights carry no credentials
             or scope["path"] in OPEN_PATHS
+            or scope["path"].startswith(OPEN_PREFIX)
         ):
             await self.app(scope, receive, send)
             return
@@ -176,3 +188,32 @@ class HostCheckMiddleware:
                     return
                 break
         await self.app(scope, receive, send)
+
+
+class CorsMiddleware:
+    """Starlette's CORS with the origins read from the settings in force, so the settings API
+    can change them while the server runs: the machine's own pages and webviews always,
+    --cors-origins besides (`*` any)."""
+
+    def __init__(self, app: ASGIApp, origins: Callable[[], list[str]]):
+        self.app = app
+        self.origins = origins
+        self._built: tuple[tuple[str, ...], ASGIApp] | None = None
+
+    def _inner(self) -> ASGIApp:
+        origins = tuple(self.origins())
+        if self._built is None or self._built[0] != origins:
+            cors = CORSMiddleware(
+                self.app,
+                allow_origins=list(origins),
+                allow_origin_regex=None if "*" in origins else LOCAL_ORIGINS_REGEX,
+                allow_methods=["*"],
+                allow_headers=["*"],
+                allow_credentials=False,  # keys travel in headers, never cookies; never with `*`
+                expose_headers=["x-request-id"],
+            )
+            self._built = (origins, cors)
+        return self._built[1]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._inner()(scope, receive, send)

@@ -20,7 +20,8 @@ class RequestRecord:
     started: float = field(default_factory=time.perf_counter)
     wall: float = field(default_factory=time.time)
     route: str | None = None  # the route's template, once routing has run
-    model: str | None = None
+    model: str | None = None  # the model that served it (metrics' label: a known one only)
+    asked_model: str | None = None  # what the client named, for the log when none served
     status: int = 0
     error_type: str | None = None
     error_code: str | None = None

@@ -57,7 +57,7 @@ class RequestLog:
             "route": route,
             "path": record.path[:2048],
             "api": api,
-            "model": record.model,
+            "model": record.model or record.asked_model,
             "status": record.status,
             "error_type": record.error_type,
             "error_code": record.error_code,

@@ -90,7 +90,7 @@ class _Clock:
     """A generation's first token (the request record's TTFT) and the gaps between tokens
     (the inter-token histogram), and its timings at the end."""
 
-    __slots__ = ("first", "itl", "last", "record", "started")
+    __slots__ = ("count", "first", "itl", "last", "record", "started")
 
     def __init__(self, metrics: Metrics | None, record: RequestRecord | None, model_id: str):
         self.record = record
@@ -98,8 +98,10 @@ class _Clock:
         self.started = time.monotonic_ns()
         self.first: int | None = None
         self.last = 0
+        self.count = 0  # pieces streamed: what a generation cut short is known to have made
 
     def token(self) -> None:
+        self.count += 1
         if self.first is None:
             self.first = self.last = time.monotonic_ns()
             if self.record is not None:
@@ -138,6 +140,7 @@ class Pipeline:
         """The rendered stream. Bad requests raise here, before anything streams; the stream
         holds the model's lease until it ends."""
         start = time.monotonic_ns()
+        _asked(request)
         async with self.models.use(request.model, request.keep_alive) as lease:
             prepared = await self._prepare(request, lease.model, start)
             return lease.hold(render(prepared, self.events(prepared)))
@@ -145,6 +148,7 @@ class Pipeline:
     async def complete(self, request: ConversationRequest) -> tuple[Prepared, Result]:
         """The whole answer, gathered from the same events a stream sends."""
         start = time.monotonic_ns()
+        _asked(request)
         async with self.models.use(request.model, request.keep_alive) as lease:
             prepared = await self._prepare(request, lease.model, start)
             n = prepared.n * len(prepared.generations)
@@ -177,6 +181,9 @@ class Pipeline:
         self, request: ConversationRequest, model: LoadedModel, start: int
     ) -> Prepared:
         self.admit(model)
+        record = current_record()
+        if record is not None:  # a request that ends early is still logged under its model
+            record.model = model.entry.id
         load_ns = time.monotonic_ns() - start
         engine = model.engine
         if isinstance(engine, ConversationEngine):
@@ -277,6 +284,13 @@ class Pipeline:
                     usage.draft_accepted += event.usage.draft_accepted
                 elif isinstance(event, PromptProgress):
                     yield Progress(event.processed, event.total)
+        except (GeneratorExit, asyncio.CancelledError):
+            # The client left: what is known of the cut generation goes into its record.
+            if record is not None:
+                usage.prompt_tokens = usage.prompt_tokens or sum(len(g.prompt) for g in gens)
+                usage.completion_tokens = max(usage.completion_tokens, clock.count)
+                record.add_usage(prepared.model.entry.id, usage)
+            raise
         except Exception as exc:
             if record is not None:
                 record.add_usage(prepared.model.entry.id, usage)
@@ -317,6 +331,11 @@ class Pipeline:
                     usage = event.usage
                 else:
                     yield event
+        except (GeneratorExit, asyncio.CancelledError):
+            if record is not None:
+                usage.completion_tokens = max(usage.completion_tokens, clock.count)
+                record.add_usage(model_id, usage)
+            raise
         except Exception as exc:
             if record is not None:
                 record.add_usage(model_id, usage)
@@ -331,6 +350,14 @@ class Pipeline:
         if record is not None:
             record.add_usage(model_id, usage)
         yield Done(usage, clock.timings(prepared.load_ns))
+
+
+def _asked(request: ConversationRequest) -> None:
+    """The model the client named goes into the request log even when none serves it (an
+    unknown or broken model); metrics take only the model that served."""
+    record = current_record()
+    if record is not None:
+        record.asked_model = request.model[:512]
 
 
 async def _merged(prepared: Prepared) -> AsyncIterator[EngineEvent]:

@@ -25,6 +25,8 @@ from hearth.store.db import connect, open_database
 
 Item = dict[str, Any]  # one Responses/Conversations item as JSON, always with an "id"
 Order = Literal["asc", "desc"]
+# A request-log row for the charts: time, status, completion tokens, TTFT ms, latency ms.
+Sample = tuple[float, int, int, float | None, float]
 
 
 @dataclass
@@ -303,6 +305,29 @@ class Store:
         with self._read() as db:
             return _load_conversation(db, conversation_id)
 
+    def list_conversations(
+        self, *, limit: int, after: str | None = None
+    ) -> tuple[list[Conversation], bool]:
+        """Conversations, most recently used first; `after` resumes past that one."""
+        with self._read() as db:
+            where: str = ""
+            args: tuple[Any, ...] = ()
+            if after is not None:
+                row = db.execute(
+                    "SELECT last_used_at FROM conversations WHERE id = ?", (after,)
+                ).fetchone()
+                if row is None:
+                    raise _no_conversation(after, param="after")
+                # (last use, id) orders ties the same way on every page.
+                where, args = " WHERE (last_used_at, id) < (?, ?)", (row[0], after)
+            rows = db.execute(
+                f"SELECT id, created_at, metadata FROM conversations{where}"
+                " ORDER BY last_used_at DESC, id DESC LIMIT ?",
+                (*args, limit + 1),
+            ).fetchall()
+        found = [Conversation(r[0], r[1], json.loads(r[2])) for r in rows[:limit]]
+        return found, len(rows) > limit
+
     def update_conversation(
         self, conversation_id: str, metadata: dict[str, str]
     ) -> Conversation | None:
@@ -410,6 +435,18 @@ class Store:
         with self._write() as db:
             db.executemany(sql, [tuple(r.get(c) for c in REQUEST_COLUMNS) for r in rows])
 
+    def request_samples(self, since: float) -> list[Sample]:
+        """(time, status, completion tokens, TTFT ms, latency ms) of the requests that asked
+        for work (not GETs: the UI's own reads would swamp them) since then, oldest first:
+        what the UI's charts are drawn from."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT time, status, COALESCE(completion_tokens, 0), ttft_ms, latency_ms"
+                " FROM requests WHERE time >= ? AND method != 'GET' ORDER BY time",
+                (since,),
+            ).fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
     def list_requests(
         self,
         *,
@@ -419,6 +456,7 @@ class Store:
         status: int | None = None,
         route: str | None = None,
         since: float | None = None,
+        errors: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
         """Newest first; `before` is a row's `seq` (the next page starts below it). Returns
         the rows and whether more match."""
@@ -433,6 +471,8 @@ class Store:
             if value is not None:
                 where.append(clause)
                 args.append(value)
+        if errors:
+            where.append("status >= 400")
         sql = f"SELECT seq, {', '.join(REQUEST_COLUMNS)} FROM requests"
         if where:
             sql += " WHERE " + " AND ".join(where)

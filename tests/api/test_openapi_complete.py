@@ -30,9 +30,10 @@ def served_routes(app: FastAPI) -> list[Any]:
 
 
 def documentation_paths(app: FastAPI) -> set[str]:
-    """FastAPI's own routes that serve the document and its viewers."""
+    """FastAPI's own routes that serve the document and its viewers, and the mount of the web
+    UI's files (pages, not operations of the API)."""
     paths = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
-    return {p for p in paths if p}
+    return {p for p in paths if p} | {"/ui"}
 
 
 def operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -195,3 +195,7 @@ async def test_auto_inject_and_max_tool_calls(
             out = (await client.post("/v1/responses", json=limited)).json()
             kinds = [i["type"] for i in out["output"]]
             assert kinds.count("mcp_call") == 1 and kinds[-1] == "message", kinds
+            # An explicit empty list is no tools at all, the injected ones included.
+            fake.replies += ["Plain."]
+            out = (await client.post("/v1/responses", json=body(tools=[]))).json()
+            assert [i["type"] for i in out["output"]] == ["message"]

@@ -44,6 +44,7 @@ RESPONSES = "/v1/responses"
 CONVERSATIONS = "/v1/conversations"
 MESSAGES = "/v1/messages"
 COUNT = "/v1/messages/count_tokens"
+SETTINGS = "/api/settings"  # only bad values here: a good one would change the shared server
 
 
 class Big:
@@ -165,6 +166,7 @@ JSON_ROUTES: list[tuple[str, str]] = [
     ("POST", "/api/load"),
     ("POST", "/api/unload"),
     ("DELETE", "/api/delete"),
+    ("PATCH", SETTINGS),
 ]
 
 # Bad bodies: what every JSON route answers with 400 (413 for the big ones).
@@ -1567,6 +1569,62 @@ CASES: list[Case] = [
     case("mcp restart nul", "POST", "/v1/mcp/servers/%00/restart", None, 404),
     case("mcp restart long", "POST", f"/v1/mcp/servers/{VERY_LONG}/restart", None, 404),
     case("mcp tools wrong method", "POST", "/v1/mcp/tools", None, 405),
+    # -- the UI's routes: settings (every case refused, so nothing changes), lists, stats ----
+    case("settings unknown", "PATCH", SETTINGS, {"log_level": "debug"}, param="log_level"),
+    case("settings parallel text", "PATCH", SETTINGS, {"parallel": "many"}, param="parallel"),
+    case("settings parallel huge", "PATCH", SETTINGS, {"parallel": 10**30}, param="parallel"),
+    case("settings ctx float", "PATCH", SETTINGS, {"ctx_size": 1.5}, param="ctx_size"),
+    case("settings keep_alive nan", "PATCH", SETTINGS, {"keep_alive": "nan"}, param="keep_alive"),
+    case("settings port negative", "PATCH", SETTINGS, {"port": -1}, param="port"),
+    case("settings models_dir nul", "PATCH", SETTINGS, {"models_dir": NUL}, param="models_dir"),
+    case(
+        "settings models_dir newline",
+        "PATCH",
+        SETTINGS,
+        {"models_dir": "a\nport = 1"},
+        param="models_dir",
+    ),
+    case("settings models_dir long", "PATCH", SETTINGS, {"models_dir": LONG}, param="models_dir"),
+    case("settings host empty", "PATCH", SETTINGS, {"host": ""}, param="host"),
+    case("settings host open", "PATCH", SETTINGS, {"host": "0.0.0.0"}, param="api_keys"),
+    case("settings origins object", "PATCH", SETTINGS, {"cors_origins": {}}, param="cors_origins"),
+    case(
+        "settings origins many",
+        "PATCH",
+        SETTINGS,
+        {"cors_origins": ["http://a.b"] * 1000},
+        param="cors_origins",
+    ),
+    case(
+        "settings key with nul",
+        "PATCH",
+        SETTINGS,
+        {"api_keys": {"add": [NUL]}},
+        param="api_keys",
+    ),
+    case(
+        "settings keys many",
+        "PATCH",
+        SETTINGS,
+        {"api_keys": {"add": [f"key-{i:04}-xxxxxx" for i in range(500)]}},
+        param="api_keys",
+    ),
+    case(
+        "settings key unknown",
+        "PATCH",
+        SETTINGS,
+        {"api_keys": {"remove": [WINDOWS]}},
+        param="api_keys",
+    ),
+    case("settings keys extra", "PATCH", SETTINGS, {"api_keys": {"drop": ["x"]}}),
+    *name_cases("PATCH", SETTINGS, lambda v: {"default_model": v[:512]}, "default_model", 400),
+    case("settings get body", "GET", SETTINGS, None, 200),
+    case("conversations limit 0", "GET", f"{CONVERSATIONS}?limit=0", None, param="limit"),
+    case("conversations after long", "GET", f"{CONVERSATIONS}?after={VERY_LONG}", None),
+    case("conversations after nul", "GET", f"{CONVERSATIONS}?after=conv%00", None, 404),
+    case("stats minutes text", "GET", "/api/stats?minutes=abc", None, param="minutes"),
+    case("stats minutes huge", "GET", "/api/stats?minutes=99999999999", None, param="minutes"),
+    case("requests errors word", "GET", "/api/requests?errors=maybe", None, param="errors"),
     # Hearth has no push: an unknown route, in Ollama's shape.
     case("api push", "POST", "/api/push", {"model": STARTER_ID}, 404, code="not_found"),
     case("unknown route", "GET", "/v1/..%2F..%2Fetc%2Fpasswd", None, 404, code="not_found"),

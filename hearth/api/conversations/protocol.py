@@ -62,6 +62,16 @@ class Conversation(WireModel):
     metadata: dict[str, str]
 
 
+class ConversationList(WireModel):
+    """Hearth's own listing (OpenAI's API has none), shaped like its other cursor lists."""
+
+    object: Literal["list"] = "list"
+    data: list[Conversation]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
 class ConversationDeletedResource(WireModel):
     id: str
     object: Literal["conversation.deleted"] = "conversation.deleted"

@@ -1,5 +1,5 @@
-"""/v1/conversations: create, retrieve, update, delete; their items listed, added, read and
-deleted."""
+"""/v1/conversations: listed (Hearth's extension), created, retrieved, updated, deleted; their
+items listed, added, read and deleted."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from hearth.api.conversations.protocol import (
     ConversationCreateParams,
     ConversationDeletedResource,
     ConversationItemList,
+    ConversationList,
     ConversationUpdateParams,
     ItemCreateParams,
 )
@@ -25,6 +26,18 @@ router = APIRouter(prefix="/v1/conversations")
 async def create_conversation(body: ConversationCreateParams, request: Request) -> Response:
     """A new conversation, with up to 20 items to start it."""
     return json_response(await runtime(request).conversations.create(body))
+
+
+@router.get("", response_model=ConversationList)
+async def list_conversations(
+    request: Request,
+    after: Annotated[str | None, Query(max_length=256)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    """Hearth's extension: the stored conversations, most recently used first (OpenAI's API
+    lists none; the web UI's sidebar needs them)."""
+    service = runtime(request).conversations
+    return json_response(await service.list(limit=limit, after=after))
 
 
 @router.get("/{conversation_id}", response_model=Conversation)

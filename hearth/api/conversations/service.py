@@ -10,6 +10,7 @@ from hearth.api.conversations.protocol import (
     ConversationCreateParams,
     ConversationDeletedResource,
     ConversationItemList,
+    ConversationList,
     ConversationUpdateParams,
     ItemCreateParams,
 )
@@ -59,6 +60,19 @@ class ConversationsService:
         items = self._items(params.items or [])
         conv = await asyncio.to_thread(self.store.create_conversation, params.metadata or {}, items)
         return _wire(conv)
+
+    async def list(self, *, limit: int = 20, after: str | None = None) -> ConversationList:
+        """Conversations, most recently used first (a turn or an edit counts as a use)."""
+        convs, more = await asyncio.to_thread(
+            lambda: self.store.list_conversations(limit=limit, after=after)
+        )
+        data = [_wire(c) for c in convs]
+        return ConversationList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=more,
+        )
 
     async def retrieve(self, conversation_id: str) -> Conversation:
         conv = await asyncio.to_thread(self.store.get_conversation, conversation_id)

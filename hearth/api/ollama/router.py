@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import PlainTextResponse, Response
 
+from hearth import ui
 from hearth.api.deps import json_response, runtime
 from hearth.api.ndjson import NdjsonResponse
 from hearth.api.ollama import protocol as wire
@@ -55,6 +56,9 @@ async def version(request: Request) -> Response:
 # operations of the same id.
 @router.get("/", response_class=PlainTextResponse)
 @router.head("/", response_class=PlainTextResponse)
-async def probe() -> Response:
-    """What Ollama answers at its root, so clients' "is it running?" probes succeed."""
+async def probe(request: Request) -> Response:
+    """What Ollama answers at its root, so clients' "is it running?" probes succeed; a
+    browser asking for a page gets the web UI instead."""
+    if ui.wants_page(request):
+        return ui.index()
     return PlainTextResponse("Ollama is running")

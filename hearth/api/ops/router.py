@@ -1,8 +1,10 @@
-"""GET /metrics (Prometheus) and GET /api/requests (the request log, for the UI)."""
+"""GET /metrics (Prometheus), GET /api/requests (the request log) and GET /api/stats (its
+per-minute series, for the UI's charts)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -11,6 +13,8 @@ from starlette.responses import Response
 from hearth.api.deps import runtime
 from hearth.errors import NotFoundError
 from hearth.observe.metrics import CONTENT_TYPE
+from hearth.observe.stats import STEP_SECONDS, series
+from hearth.store.store import Sample
 
 router = APIRouter()
 
@@ -39,6 +43,7 @@ async def requests(
         int | None, Query(ge=1, le=2**63 - 1, description="`next_before` of a page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    errors: Annotated[bool, Query(description="only failures (status >= 400)")] = False,
 ) -> dict[str, Any]:
     """The request log, newest first: one row per API request (time, request id, route, API,
     model, status, error, token counts, TTFT, latency, client, API-key name)."""
@@ -50,7 +55,13 @@ async def requests(
     def read() -> tuple[list[dict[str, Any]], bool]:
         log.flush()  # what has finished is there, even inside the flush interval
         return rt.store.list_requests(
-            limit=limit, before=before, model=model, status=status, route=route, since=since
+            limit=limit,
+            before=before,
+            model=model,
+            status=status,
+            route=route,
+            since=since,
+            errors=errors,
         )
 
     rows, more = await asyncio.to_thread(read)
@@ -59,4 +70,29 @@ async def requests(
         "data": rows,
         "has_more": more,
         "next_before": rows[-1]["seq"] if more and rows else None,
+    }
+
+
+@router.get("/api/stats")
+async def stats(
+    request: Request, minutes: Annotated[int, Query(ge=1, le=24 * 60)] = 60
+) -> dict[str, Any]:
+    """The last `minutes` of the request log, one point a minute, oldest first: requests and
+    errors (of those that asked for work: not GETs), completion tokens, generation speed
+    (tokens/s after the first token) and median TTFT."""
+    rt = runtime(request)
+    if rt.request_log is None:
+        raise NotFoundError("the request log is off (--request-log off)")
+    log = rt.request_log
+    now = time.time()
+
+    def read() -> list[Sample]:
+        log.flush()
+        return rt.store.request_samples(now - (minutes + 1) * STEP_SECONDS)
+
+    samples = await asyncio.to_thread(read)
+    return {
+        "minutes": minutes,
+        "step_seconds": STEP_SECONDS,
+        "series": series(samples, now=now, minutes=minutes),
     }

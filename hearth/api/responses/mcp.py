@@ -9,11 +9,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth.mcp.manager import McpCallError, McpManager, McpTool
-
 from hearth.api.responses import protocol as wire
 from hearth.api.responses.items import Item
 from hearth.errors import InvalidRequestError
+from hearth.mcp.manager import McpCallError, McpManager, McpTool
 from hearth.pipeline.request import Tool
 
 log = logging.getLogger("hearth.api")
@@ -81,10 +80,11 @@ async def setup(
     taken: set[str],
     earlier: list[Item],
 ) -> Setup:
-    """Resolve the request's `mcp` tools (or, with no tools at all, the auto-injected
-    servers), list their tools, and bind each to a function name not already `taken`."""
+    """Resolve the request's `mcp` tools (or, with no `tools` field, the auto-injected
+    servers: an explicit `[]` asks for none), list their tools, and bind each to a function
+    name not already `taken`."""
     params = [t for t in request.tools or [] if isinstance(t, wire.McpToolParam)]
-    if not request.tools:
+    if request.tools is None:
         params = [
             wire.McpToolParam(type="mcp", server_label=name, require_approval="never")
             for name in manager.auto_inject()

@@ -96,6 +96,8 @@ async def status(request: Request) -> dict[str, Any]:
         "pid": os.getpid(),
         "engine_isolation": rt.settings.engine_isolation,
         "uptime_seconds": round(time.time() - rt.started_at, 1),
+        "host": rt.settings.host,
+        "port": rt.settings.port,
         "models": models,
         "crashed": crashed,
     }
