@@ -34,18 +34,40 @@ def _settings(flags: dict[str, Any]) -> Any:
         raise _fail(exc.message) from None
 
 
+# Options `serve` and `desktop` share, declared once.
+HostOpt = Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")]
+ModelOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="A .gguf path or a model id to load at start (repeatable)."),
+]
+ModelsDirOpt = Annotated[Path | None, typer.Option(help="Directory of GGUF models.")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option(help="Directory of the database and archived conversations.")
+]
+CtxSizeOpt = Annotated[
+    int | None, typer.Option(help="Context tokens per sequence \\[the model's, at most 4096].")
+]
+GpuLayersOpt = Annotated[
+    int | None, typer.Option(help="Layers to offload to a GPU; -1 for all [0].")
+]
+ApiKeyOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Require this key as 'Authorization: Bearer KEY' (repeatable)."),
+]
+ApiKeyFileOpt = Annotated[
+    Path | None, typer.Option(help="File of API keys, one 'name:key' per line.")
+]
+LogLevelOpt = Annotated[str | None, typer.Option(help="debug, info, warning, error.")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="TOML config file.")]
+
+
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
+    host: HostOpt = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [11434].")] = None,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(help="A .gguf path or a model id to load at start (repeatable)."),
-    ] = None,
-    models_dir: Annotated[Path | None, typer.Option(help="Directory of GGUF models.")] = None,
-    ctx_size: Annotated[
-        int | None, typer.Option(help="Context tokens per sequence [model's, at most 4096].")
-    ] = None,
+    model: ModelOpt = None,
+    models_dir: ModelsDirOpt = None,
+    ctx_size: CtxSizeOpt = None,
     parallel: Annotated[int | None, typer.Option(help="Sequences decoded together [4].")] = None,
     threads: Annotated[int | None, typer.Option(help="Decode threads [usable cores].")] = None,
     threads_batch: Annotated[
@@ -53,9 +75,7 @@ def serve(
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Tokens per decode step [512].")] = None,
     ubatch_size: Annotated[int | None, typer.Option(help="Physical batch size [512].")] = None,
-    gpu_layers: Annotated[
-        int | None, typer.Option(help="Layers to offload to a GPU; -1 for all [0].")
-    ] = None,
+    gpu_layers: GpuLayersOpt = None,
     flash_attn: Annotated[str | None, typer.Option(help="auto, on or off [auto].")] = None,
     cache_type_k: Annotated[str | None, typer.Option(help="K cache: f16, q8_0, q4_0.")] = None,
     cache_type_v: Annotated[str | None, typer.Option(help="V cache: f16, q8_0, q4_0.")] = None,
@@ -88,13 +108,8 @@ def serve(
         str | None,
         typer.Option(help="Embedding pooling: auto (the model's), mean, cls, last [auto]."),
     ] = None,
-    api_key: Annotated[
-        list[str] | None,
-        typer.Option(help="Require this key as 'Authorization: Bearer KEY' (repeatable)."),
-    ] = None,
-    api_key_file: Annotated[
-        Path | None, typer.Option(help="File of API keys, one 'name:key' per line.")
-    ] = None,
+    api_key: ApiKeyOpt = None,
+    api_key_file: ApiKeyFileOpt = None,
     insecure_no_auth: Annotated[
         bool | None,
         typer.Option("--insecure-no-auth", help="Allow a non-loopback --host without a key."),
@@ -143,8 +158,8 @@ def serve(
         typer.Option("--request-log-bodies", help="Keep prompts and outputs in the log."),
     ] = None,
     log_format: Annotated[str | None, typer.Option(help="text or json (lines) [text].")] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
+    log_level: LogLevelOpt = None,
+    config: ConfigOpt = None,
     keep_alive: Annotated[
         str | None, typer.Option(help="Idle time before a model unloads: 5m, 1h, -1 [5m].")
     ] = None,
@@ -160,9 +175,7 @@ def serve(
     models_config: Annotated[
         Path | None, typer.Option(help='JSON file of per-model settings {"models": [...]}.')
     ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Directory of the database and archived conversations.")
-    ] = None,
+    data_dir: DataDirOpt = None,
     responses_ttl: Annotated[
         str | None,
         typer.Option(help="Keep stored responses this long after last use: 30d, 12h; 0 forever."),
@@ -184,16 +197,37 @@ def serve(
             help="NAME=URL: serve model NAME from an OpenAI-compatible server (repeatable)."
         ),
     ] = None,
+    sidecar: Annotated[
+        bool | None,
+        typer.Option("--sidecar", help="A desktop app's sidecar: JSON ready/error line on stdout."),
+    ] = None,
+    parent_pid: Annotated[
+        int | None, typer.Option(help="Exit when this process (the app that started us) ends.")
+    ] = None,
+    exit_on_stdin_close: Annotated[
+        bool | None,
+        typer.Option("--exit-on-stdin-close", help="Exit when stdin is closed."),
+    ] = None,
 ) -> None:
     """Start the server."""
     flags = {k: v for k, v in locals().items() if v is not None}
-    settings = _settings(flags)
     from hearth.server import run
 
+    if flags.get("sidecar") or _env_sidecar():
+        from hearth.sidecar import serve_sidecar
+
+        raise typer.Exit(serve_sidecar(flags))
+    settings = _settings(flags)
     try:
         run(settings)
     except HearthError as exc:
         raise _fail(exc.message) from None
+
+
+def _env_sidecar() -> bool:
+    import os
+
+    return os.environ.get("HEARTH_SIDECAR", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @app.command("run")
@@ -228,6 +262,39 @@ def run_chat(
     key = settings.api_key[0] if settings.api_key else None
     code = run(settings, model, text, api_key=key, options=options, system=system)
     raise typer.Exit(code)
+
+
+@app.command()
+def desktop(
+    host: HostOpt = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [0: a free one].")] = None,
+    model: ModelOpt = None,
+    models_dir: ModelsDirOpt = None,
+    data_dir: DataDirOpt = None,
+    ctx_size: CtxSizeOpt = None,
+    gpu_layers: GpuLayersOpt = None,
+    api_key: ApiKeyOpt = None,
+    api_key_file: ApiKeyFileOpt = None,
+    log_level: LogLevelOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Open the web UI in a window, over a server in this process (the desktop extra).
+
+    The other settings come from the config file and HEARTH_* variables, as for serve.
+    Closing the window stops the server."""
+    flags = {k: v for k, v in locals().items() if v is not None}
+    try:
+        import webview  # noqa: F401
+    except ImportError:
+        extra = "pip install 'hearth[desktop]'"
+        raise _fail(f"hearth desktop needs the desktop extra: {extra}") from None
+    settings = _settings(flags)
+    from hearth.desktop import run_desktop
+
+    try:
+        run_desktop(settings)
+    except HearthError as exc:
+        raise _fail(exc.message) from None
 
 
 @app.command()
@@ -315,6 +382,10 @@ app.registered_commands.extend(model_commands.registered_commands)
 
 
 def main() -> None:
+    if "--sidecar" in sys.argv[1:] or (sys.argv[1:2] == ["serve"] and _env_sidecar()):
+        from hearth.sidecar import run_cli  # usage errors as JSON error lines too
+
+        sys.exit(run_cli(sys.argv[1:]))
     try:
         app()
     except KeyboardInterrupt:

@@ -22,7 +22,7 @@ from hearth.api.security import KeyRing, load_api_keys
 from hearth.api.settings.service import SettingsService
 from hearth.api.tokenize.service import TokenizeService
 from hearth.engine.base import resolve_ctx_size
-from hearth.errors import ConfigError, InvalidModelFile, ModelNotFound
+from hearth.errors import ConfigError, HearthError, InvalidModelFile, ModelNotFound
 from hearth.mcp.config import ServerConfig, load_mcp_config
 from hearth.mcp.manager import McpManager
 from hearth.models.gguf_header import GGUFError
@@ -160,7 +160,10 @@ class Runtime:
     preload: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     preloaded: bool = False  # the start-up models have loaded (they may unload later)
+    preload_errors: dict[str, HearthError] = field(default_factory=dict)  # id -> why not
     draining: bool = False  # shutting down: new requests get 503
+    # Set by the server when it runs as a sidecar: POST /api/shutdown calls it.
+    shutdown: Callable[[], None] | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -243,7 +246,7 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
         path = Path(name).expanduser()
         if path.suffix == ".gguf" or path.is_file():
             if not path.is_file():
-                raise ConfigError(f"--model {name}: no such file")
+                raise ConfigError(f"--model {name}: no such file", code="model_not_found")
             preload.append(registry.add_path(path).id)
         else:
             try:
@@ -251,7 +254,8 @@ def build_runtime(settings: Settings, factory: EngineFactory | None = None) -> R
             except ModelNotFound:
                 raise ConfigError(
                     f"--model {name}: no such model in {settings.models_dir} "
-                    "(give a path to a .gguf file, or an id from `hearth models`)"
+                    "(give a path to a .gguf file, or an id from `hearth models`)",
+                    code="model_not_found",
                 ) from None
     closers = []
     if factory is None:

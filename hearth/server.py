@@ -6,21 +6,82 @@ final events, and the engines, MCP servers and database close before the process
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import socket
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
+import httpx
 import uvicorn
 
+from hearth import __version__
 from hearth.api.app import create_app
 from hearth.api.http import limited_protocol
 from hearth.api.security import bind_problem, load_api_keys
-from hearth.errors import ConfigError
+from hearth.errors import ConfigError, HearthError, InvalidModelFile
 from hearth.models.registry import Registry
 from hearth.observe.logs import configure
 from hearth.runtime import Runtime
 from hearth.settings import Settings
 
 log = logging.getLogger("hearth")
+
+SIDECAR_SHUTDOWN_S = 3.0  # a sidecar's running requests get this long: it exits within 5 s
+Announce = Callable[[dict[str, Any]], None]
+
+
+class PortInUse(ConfigError):
+    code = "port_in_use"
+
+
+class ModelLoadFailed(ConfigError):
+    """A model named at start did not load (a sidecar is not ready without it)."""
+
+    code = "model_load_failed"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before uvicorn starts: a taken port is a clear error (and
+    --port 0 is a free port, read back for the ready line)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise PortInUse(_taken(host, port, exc)) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _taken(host: str, port: int, exc: OSError) -> str:
+    """Why the port cannot be ours, saying so when an Ollama-like server holds it."""
+    shown = f"[{host}]" if ":" in host else host
+    base = f"port {port} on {host} is taken ({exc.strerror})"
+    try:
+        # Ollama's liveness answer, which Hearth gives too (without a key, even when one is set).
+        root = httpx.get(f"http://{shown}:{port}/", timeout=1.0)
+        ollama_like = root.status_code == 200 and root.text.strip() == "Ollama is running"
+    except httpx.HTTPError:
+        ollama_like = False
+    if ollama_like:
+        return (
+            f"{base} by a server that answers like Ollama: Ollama itself or another Hearth. "
+            "Stop it, or choose another --port (0 picks a free one)"
+        )
+    return f"{base}: choose another --port (0 picks a free one)"
 
 
 def models_banner(registry: Registry, preload: list[str]) -> list[str]:
@@ -44,15 +105,30 @@ def models_banner(registry: Registry, preload: list[str]) -> list[str]:
     return lines
 
 
-class _Server(uvicorn.Server):
+class HearthServer(uvicorn.Server):
     """Prints the URL and the models once the socket is bound (port 0 included)."""
 
-    def __init__(self, config: uvicorn.Config, settings: Settings, runtime: Runtime):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        settings: Settings,
+        runtime: Runtime,
+        announce: Announce | None = None,
+    ):
         super().__init__(config)
         self.settings = settings
         self.runtime = runtime
+        self.announce = announce  # a sidecar's ready line; None: the banner for people
+        self.failure: HearthError | None = None  # why it stopped before it was ready
+        self.fast = False  # no grace for running requests (the parent is gone)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Task[None] | None = None
+        self._ready: asyncio.Task[None] | None = None
+
+    def request_exit(self, *, fast: bool = False) -> None:
+        """Stop as on SIGTERM; from any thread (the parent and stdin watchers, the API)."""
+        self.fast = self.fast or fast
+        self.should_exit = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not uvicorn's: it re-raises the signal once it has shut down, and the process
@@ -69,7 +145,12 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
         self.runtime.draining = True
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.settings.shutdown_timeout, self._stop_generations)
+        grace = 0.0 if self.fast else self.settings.shutdown_timeout
+        if self.settings.sidecar:
+            grace = min(grace, SIDECAR_SHUTDOWN_S)
+        if self._ready is not None:
+            self._ready.cancel()
+        timer = loop.call_later(grace, self._stop_generations)
         try:
             await super().shutdown(sockets)
         finally:
@@ -86,18 +167,53 @@ class _Server(uvicorn.Server):
                 port = sock.getsockname()[1]
         host = self.settings.host
         shown = f"[{host}]" if ":" in host else host
-        lines = [f"Hearth listening on http://{shown}:{port}"]
+        url = f"http://{shown}:{port}"
+        if self.announce is not None:
+            self._ready = asyncio.create_task(self._when_ready(url, port))
+            return
+        lines = [f"Hearth listening on {url}"]
         lines += models_banner(self.runtime.registry, self.runtime.preload)
         print("\n".join(lines), flush=True)
 
+    async def _when_ready(self, url: str, port: int) -> None:
+        """A sidecar is ready once its start-up models have loaded; one that fails stops
+        the server, and the failure becomes its error line."""
+        rt = self.runtime
+        assert self.announce is not None
+        while rt.preload and not rt.preloaded:
+            if rt.preload_errors:
+                model, exc = next(iter(rt.preload_errors.items()))
+                err = ModelLoadFailed(f"{model}: {exc.message}")
+                if isinstance(exc, InvalidModelFile):
+                    err.code = "model_invalid"
+                self.failure = err
+                self.request_exit(fast=True)
+                return
+            await asyncio.sleep(0.02)
+        self.announce(
+            {
+                "event": "ready",
+                "url": url,
+                "port": port,
+                "pid": os.getpid(),
+                "version": __version__,
+                "models": [e.id for e in rt.registry.list() if not e.error],
+                "loaded": sorted(m.entry.id for m in rt.models.loaded()),
+            }
+        )
 
-def run(settings: Settings) -> None:
-    """Serve until Ctrl-C or SIGTERM, then stop cleanly (engines closed, sequences freed)."""
+
+def build(
+    settings: Settings, announce: Announce | None = None
+) -> tuple[HearthServer, socket.socket]:
+    """The server `hearth serve` runs and its bound socket (`HearthServer.run(sockets=...)`
+    serves it): for the command, and for the desktop window's thread."""
     configure(settings.log_level, settings.log_format)
     problem = bind_problem(settings, load_api_keys(settings))
     if problem is not None:
         raise ConfigError(problem)
     app = create_app(settings)
+    sock = bind_socket(settings.host, settings.port)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -114,5 +230,47 @@ def run(settings: Settings) -> None:
         # final event), and their requests end at once.
         timeout_graceful_shutdown=int(settings.shutdown_timeout) + 10,
     )
-    server = _Server(config, settings, app.state.runtime)
-    server.run()
+    rt: Runtime = app.state.runtime
+    server = HearthServer(config, settings, rt, announce)
+    if settings.sidecar:
+        rt.shutdown = server.request_exit
+    return server, sock
+
+
+def run(settings: Settings, announce: Announce | None = None) -> None:
+    """Serve until Ctrl-C or SIGTERM, then stop cleanly (engines closed, sequences freed).
+    With `announce` (a sidecar), the ready line goes there once the start-up models loaded;
+    a start-up failure raises, with its code."""
+    server, sock = build(settings, announce)
+    watch(settings, server.request_exit)
+    server.run(sockets=[sock])
+    if server.failure is not None:
+        raise server.failure
+    if not server.started:  # the lifespan failed: uvicorn has logged why
+        raise ConfigError("Hearth did not start: see the log above", code="startup_failed")
+
+
+def watch(settings: Settings, stop: Callable[..., None]) -> None:
+    """--parent-pid and --exit-on-stdin-close: threads that stop the server when the app
+    that started it is gone, or when it closes our stdin."""
+    import threading
+
+    from hearth.sidecar import wait_for_exit, wait_for_stdin_end
+
+    if settings.parent_pid is not None:
+        pid = settings.parent_pid
+
+        def parent() -> None:
+            wait_for_exit(pid)
+            log.warning("the parent process %d has ended: stopping", pid)
+            stop(fast=True)
+
+        threading.Thread(target=parent, name="hearth-parent-watch", daemon=True).start()
+    if settings.exit_on_stdin_close:
+
+        def stdin() -> None:
+            wait_for_stdin_end()
+            log.info("stdin closed: stopping")
+            stop()
+
+        threading.Thread(target=stdin, name="hearth-stdin-watch", daemon=True).start()

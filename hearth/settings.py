@@ -125,6 +125,10 @@ class Settings(BaseModel):
     request_timeout: float = Field(0.0, ge=0)
     rate_limit: str | None = None
     shutdown_timeout: float = Field(30.0, ge=0)
+    # -- as a desktop app's sidecar (docs/desktop.md) --
+    sidecar: bool = False
+    parent_pid: int | None = Field(None, ge=1)
+    exit_on_stdin_close: bool = False
     # -- observability --
     metrics: Literal["on", "off"] = "on"
     request_log: Literal["on", "off"] = "on"

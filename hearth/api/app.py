@@ -124,6 +124,7 @@ async def _preload(rt: Runtime) -> None:
             await rt.models.get(model_id)
         except HearthError as exc:
             failed = True
+            rt.preload_errors[model_id] = exc
             log.error("could not load %s: %s", model_id, exc.message)
     rt.preloaded = not failed
     await connect

@@ -26,7 +26,9 @@ QUIET = frozenset(
 )
 QUIET_PREFIX = "/ui/"  # the web UI's own files
 # Hearth's own routes under /api/ (the rest of /api/ is Ollama's API).
-HEARTH_API = frozenset({"/api/requests", "/api/stats", "/api/settings", "/api/load", "/api/unload"})
+HEARTH_API = frozenset(
+    {"/api/requests", "/api/stats", "/api/settings", "/api/load", "/api/unload", "/api/shutdown"}
+)
 ERROR_BODY_LIMIT = 16 * 1024
 
 

@@ -16,7 +16,11 @@ pytestmark = pytest.mark.anyio
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # Operations that write but take no body: anything else that writes must declare one.
-BODYLESS = {"POST /v1/responses/{response_id}/cancel", "POST /v1/mcp/servers/{name}/restart"}
+BODYLESS = {
+    "POST /v1/responses/{response_id}/cancel",
+    "POST /v1/mcp/servers/{name}/restart",
+    "POST /api/shutdown",
+}
 # An endpoint that reads the body off its Request parses it itself: FastAPI cannot see it.
 _READS_BODY = re.compile(r"\brequest\.(body|json|form|stream)\(")
 

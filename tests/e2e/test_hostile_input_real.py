@@ -1625,6 +1625,8 @@ CASES: list[Case] = [
     case("stats minutes text", "GET", "/api/stats?minutes=abc", None, param="minutes"),
     case("stats minutes huge", "GET", "/api/stats?minutes=99999999999", None, param="minutes"),
     case("requests errors word", "GET", "/api/requests?errors=maybe", None, param="errors"),
+    # Only a sidecar stops over HTTP; this server is none.
+    case("shutdown not a sidecar", "POST", "/api/shutdown", {"now": True}, 403, code="forbidden"),
     # Hearth has no push: an unknown route, in Ollama's shape.
     case("api push", "POST", "/api/push", {"model": STARTER_ID}, 404, code="not_found"),
     case("unknown route", "GET", "/v1/..%2F..%2Fetc%2Fpasswd", None, 404, code="not_found"),

@@ -31,8 +31,6 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"  # gitignored
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[playwright_api.Browser]:

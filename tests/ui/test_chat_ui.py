@@ -10,9 +10,12 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import STARTER_ID, RunningServer, start_server
 from tests.ui.conftest import no_horizontal_scroll, playwright_api, shot
+
+pytestmark = pytest.mark.e2e
 
 Page = playwright_api.Page
 expect = playwright_api.expect

@@ -1,4 +1,5 @@
-"""GET /health (for supervisors and sidecar parents) and GET /status (for people and the UI)."""
+"""GET /health (for supervisors and sidecar parents), GET /status (for people and the UI) and
+POST /api/shutdown (a sidecar's parent stops it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.responses import JSONResponse
 
 from hearth import __version__
 from hearth.api.deps import runtime
+from hearth.errors import PermissionDenied
 
 router = APIRouter()
 
@@ -101,3 +103,17 @@ async def status(request: Request) -> dict[str, Any]:
         "models": models,
         "crashed": crashed,
     }
+
+
+@router.post("/api/shutdown", status_code=202)
+async def shutdown(request: Request) -> dict[str, str]:
+    """Stop a sidecar as SIGTERM would (its running requests get up to 3 s); the API key is
+    needed when one is set. A server not started as a sidecar refuses (403)."""
+    rt = runtime(request)
+    if rt.shutdown is None:
+        raise PermissionDenied(
+            "POST /api/shutdown is on only for a sidecar (hearth serve --sidecar, or the "
+            "hearth-server binary); stop this server with SIGTERM or Ctrl+C"
+        )
+    asyncio.get_running_loop().call_later(0.05, rt.shutdown)  # once this answer is out
+    return {"status": "shutting down"}

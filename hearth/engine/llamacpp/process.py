@@ -77,6 +77,14 @@ class RemoteJob:
         self.engine._cancel(self)
 
 
+def _child_command() -> list[str]:
+    """How to start an engine child: this interpreter on the child module, or, in the
+    frozen `hearth-server` binary, the binary itself (hearth.sidecar.main)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "--engine-child"]
+    return [sys.executable, "-m", "hearth.engine.llamacpp.child"]
+
+
 class Child:
     """A started engine child and the server's ends of its pipes."""
 
@@ -86,7 +94,7 @@ class Child:
         ans_r, ans_w = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hearth.engine.llamacpp.child", str(ans_w)],
+                [*_child_command(), str(ans_w)],
                 stdin=cmd_r,
                 stdout=rep_w,
                 stderr=subprocess.PIPE,
