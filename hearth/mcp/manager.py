@@ -22,20 +22,21 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 from urllib.parse import urlsplit
 
 import anyio
-import httpx2
-import mcp_types
-from mcp import Client, MCPError, StdioServerParameters
-from mcp.client import Transport
-from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.message import SessionMessage
 
 from hearth.errors import InvalidRequestError, NotFoundError
 from hearth.mcp.config import ServerConfig
+
+# The SDK takes half a second to import: only a server that starts (or a call) needs it, so
+# a Hearth with no MCP servers starts without it. Each use imports it where it runs.
+if TYPE_CHECKING:
+    import httpx2
+    import mcp_types
+    from mcp import Client
+    from mcp.client import Transport
 
 log = logging.getLogger("hearth.mcp")
 
@@ -136,6 +137,8 @@ class _Server:
             self._client = None
             stop.set()
 
+        from mcp import Client
+
         try:
             async with contextlib.AsyncExitStack() as stack:
                 transport = await self._transport(stack, went_away)
@@ -169,6 +172,11 @@ class _Server:
     async def _transport(
         self, stack: contextlib.AsyncExitStack, went_away: Callable[[], None]
     ) -> Transport:
+        import httpx2
+        from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
+        from mcp.client.streamable_http import streamable_http_client
+
         if self.config.url is not None:
             http = await stack.enter_async_context(
                 httpx2.AsyncClient(
@@ -219,6 +227,8 @@ class _Server:
 
     def describe(self, exc: BaseException) -> McpCallError:
         """A failure of the connection as an mcp_call error: HTTP statuses are http_error."""
+        import httpx2
+
         leaves = list(_leaves(exc))
         message = "; ".join(_message(e) for e in leaves) or type(exc).__name__
         status = self._http_status
@@ -319,6 +329,9 @@ class McpManager:
         return text
 
     async def _call_tool(self, name: str, tool: str, arguments: dict[str, Any]) -> str:
+        import mcp_types
+        from mcp import MCPError
+
         server = self._get(name)
         allowed = server.config.allowed_tools
         if allowed is not None and tool not in allowed:
@@ -385,6 +398,8 @@ class McpManager:
 
 
 def _text(result: mcp_types.CallToolResult) -> str:
+    import mcp_types
+
     parts = []
     for block in result.content:
         if isinstance(block, mcp_types.TextContent):
@@ -405,6 +420,8 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _message(exc: BaseException) -> str:
+    from mcp import MCPError
+
     if isinstance(exc, MCPError):
         return exc.message
     if isinstance(exc, OSError) and exc.strerror:
@@ -442,6 +459,8 @@ async def _watched(
 ) -> AsyncIterator[tuple[Any, Any]]:
     """The transport's streams, calling on_close when the server's side ends (a stdio
     server that exits), so an idle server that died is restarted on its next use."""
+    from mcp.shared.message import SessionMessage
+
     async with transport as (read, write):
         send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
 
