@@ -64,9 +64,11 @@ async def test_a_change_is_saved_with_the_files_comments_and_in_force_at_once(
             "/v1/models", headers={"origin": "https://a.b", "access-control-request-method": "GET"}
         )
         assert allowed.headers.get("access-control-allow-origin") == "https://a.b"
+        estimate = rt.models.estimate
         r = await patch(client, port=8080, ctx_size=2048)
         assert r.json()["restart_pending"] == ["port"]  # saved, not in force
-        assert rt.models.estimate  # the next load's estimate sees ctx_size
+        # The next load's estimate is made with the new context size.
+        assert rt.settings.ctx_size == 2048 and rt.models.estimate is not estimate
         r = await patch(client, ctx_size=None)  # back to automatic: the key goes
     text = config.read_text()
     assert text.startswith("# my settings\n") and "# chatty" in text

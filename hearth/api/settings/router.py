@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,7 +18,8 @@ async def get_settings(request: Request) -> dict[str, Any]:
     """The editable settings in force, each field's label, help and when a change applies
     (`now`, `next_load` or `restart`), and the saved ones waiting for a restart. API keys
     show as names and hints, never the keys."""
-    return runtime(request).configuration.view()
+    # The view reads the config file (and a key file): off the event loop.
+    return await asyncio.to_thread(runtime(request).configuration.view)
 
 
 @router.patch("/api/settings")

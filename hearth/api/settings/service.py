@@ -41,14 +41,8 @@ class Editable:
     nullable: bool = False
 
 
-def _e(
-    label: str, help: str, applies: Applies, kind: Kind, *, setting: str, nullable: bool = False
-) -> Editable:
-    return Editable(label, help, applies, kind, setting, nullable)
-
-
 FIELDS: dict[str, Editable] = {
-    "default_model": _e(
+    "default_model": Editable(
         "Default model",
         "Picked first in Chat, and loaded when Hearth starts (kept loaded).",
         "now",
@@ -56,21 +50,21 @@ FIELDS: dict[str, Editable] = {
         nullable=True,
         setting="model",
     ),
-    "models_dir": _e(
+    "models_dir": Editable(
         "Models directory",
         "Where Hearth finds GGUF files.",
         "restart",
         "string",
         setting="models_dir",
     ),
-    "parallel": _e(
+    "parallel": Editable(
         "Parallel sequences",
         "Requests one model serves at once.",
         "next_load",
         "integer",
         setting="parallel",
     ),
-    "ctx_size": _e(
+    "ctx_size": Editable(
         "Context size",
         "Tokens per sequence. Empty: the model's trained context, up to 4096.",
         "next_load",
@@ -78,7 +72,7 @@ FIELDS: dict[str, Editable] = {
         nullable=True,
         setting="ctx_size",
     ),
-    "gpu_layers": _e(
+    "gpu_layers": Editable(
         "GPU layers",
         "Layers offloaded to the GPU; -1: all. Empty: none (all with LLM_USE_GPU).",
         "next_load",
@@ -86,7 +80,7 @@ FIELDS: dict[str, Editable] = {
         nullable=True,
         setting="gpu_layers",
     ),
-    "keep_alive": _e(
+    "keep_alive": Editable(
         "Keep-alive",
         "How long an idle model stays loaded: 5m, 1h, 0 (unload at once), -1 (forever). "
         "From each model's next request.",
@@ -94,42 +88,42 @@ FIELDS: dict[str, Editable] = {
         "string",
         setting="keep_alive",
     ),
-    "cors_origins": _e(
+    "cors_origins": Editable(
         "CORS origins",
         "Web origins besides this machine's own pages that may call the API; * for any.",
         "now",
         "list",
         setting="cors_origins",
     ),
-    "api_keys": _e(
+    "api_keys": Editable(
         "API keys",
         "With a key set, every request needs one (the UI asks once per browser session).",
         "now",
         "keys",
         setting="api_key",
     ),
-    "request_log_days": _e(
+    "request_log_days": Editable(
         "Request log days",
         "Rows older than this are removed.",
         "now",
         "number",
         setting="request_log_days",
     ),
-    "request_log_rows": _e(
+    "request_log_rows": Editable(
         "Request log rows",
         "At most this many rows are kept.",
         "now",
         "integer",
         setting="request_log_rows",
     ),
-    "host": _e(
+    "host": Editable(
         "Host",
         "The address Hearth listens on; one other than this machine's needs an API key.",
         "restart",
         "string",
         setting="host",
     ),
-    "port": _e("Port", "The port Hearth listens on.", "restart", "integer", setting="port"),
+    "port": Editable("Port", "The port Hearth listens on.", "restart", "integer", setting="port"),
 }
 
 
@@ -209,7 +203,7 @@ class SettingsService:
                     raise InvalidRequestError(problem, param="api_keys")
                 await asyncio.to_thread(self._write, file_updates)
                 self.rt.apply(new)
-        return self.view()
+        return await asyncio.to_thread(self.view)  # it reads the config file
 
     # -- checks --------------------------------------------------------------------------------
 
