@@ -45,7 +45,10 @@ DataDirOpt = Annotated[
     Path | None, typer.Option(help="Directory of the database and archived conversations.")
 ]
 CtxSizeOpt = Annotated[
-    int | None, typer.Option(help="Context tokens per sequence \\[the model's, at most 4096].")
+    int | None,
+    typer.Option(
+        help="Context tokens per sequence \\[the model's trained one, within --max-memory]."
+    ),
 ]
 GpuLayersOpt = Annotated[
     int | None, typer.Option(help="Layers to offload to a GPU; -1 for all [0].")
@@ -295,6 +298,62 @@ def desktop(
         run_desktop(settings)
     except HearthError as exc:
         raise _fail(exc.message) from None
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def launch(
+    agent: Annotated[str, typer.Argument(help="opencode, codex or claude.")],
+    agent_args: Annotated[
+        list[str] | None, typer.Argument(help="The agent's own arguments, after --.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model id or alias [a loaded one, else the first].")
+    ] = None,
+    print_config: Annotated[
+        bool, typer.Option("--print", help="Print the agent's configuration; run nothing.")
+    ] = False,
+    write_user_config: Annotated[
+        bool,
+        typer.Option(help="Add Hearth to the agent's own config file (backed up first)."),
+    ] = False,
+    host: Annotated[str | None, typer.Option(help="The server's address [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="The server's port [11434].")] = None,
+    models_dir: ModelsDirOpt = None,
+    data_dir: DataDirOpt = None,
+    api_key: ApiKeyOpt = None,
+    log_level: LogLevelOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run a coding agent (OpenCode, Codex CLI, Claude Code) set up for Hearth.
+
+    Uses the Hearth at --host/--port, or starts one in this process for as long as the agent
+    runs. The agent's configuration goes into Hearth's data directory, never into the
+    agent's own files unless --write-user-config.
+    Example: hearth launch codex -- exec 'fix the tests'."""
+    from hearth.launch import launch as run_launch
+
+    flags = {
+        "host": host,
+        "port": port,
+        "models_dir": models_dir,
+        "data_dir": data_dir,
+        "api_key": api_key,
+        "log_level": log_level or "warning",
+        "config": config,
+    }
+    settings = _settings({k: v for k, v in flags.items() if v is not None})
+    try:
+        code = run_launch(
+            settings,
+            agent,
+            model=model,
+            agent_args=list(agent_args or []),
+            print_only=print_config,
+            write_user_config=write_user_config,
+        )
+    except HearthError as exc:
+        raise _fail(exc.message) from None
+    raise typer.Exit(code)
 
 
 @app.command()

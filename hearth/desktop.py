@@ -14,9 +14,8 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import platformdirs
 
 from hearth.errors import ConfigError
-from hearth.server import build
+from hearth.server import BackgroundServer
 from hearth.settings import APP_NAME, Settings
 
 log = logging.getLogger("hearth")
@@ -86,38 +85,6 @@ class Geometry:
             partial.replace(path)
         except OSError as exc:
             log.warning("could not save the window geometry to %s: %s", path, exc)
-
-
-class BackgroundServer:
-    """uvicorn in a thread: start() returns once the socket is bound, stop() once the
-    lifespan has shut down (generations drained, models unloaded)."""
-
-    def __init__(self, settings: Settings):
-        self.server, self._sock = build(settings)  # a taken port is a clear error here
-        self._thread = threading.Thread(target=self._run, name="hearth-server")
-
-    def _run(self) -> None:
-        with suppress(SystemExit):  # uvicorn's answer to a failed start, after logging why
-            self.server.run(sockets=[self._sock])
-
-    def start(self) -> int:
-        """Start serving; the bound port (port 0 picks a free one)."""
-        self._thread.start()
-        while not self.server.started:
-            if not self._thread.is_alive():
-                raise ConfigError("the server did not start (the log above says why)")
-            time.sleep(0.05)
-        return int(self.server.servers[0].sockets[0].getsockname()[1])
-
-    def handle_exit(self, sig: int) -> None:
-        """As a signal to `hearth serve`: the first drains, a second stops the generations."""
-        self.server.handle_exit(sig, None)
-
-    def stop(self) -> None:
-        """Shut down and wait for it."""
-        self.server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join()
 
 
 def window_url(host: str, port: int) -> str:

@@ -4,6 +4,7 @@ the services. The HTTP app and the in-process library both sit on one of these."
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -21,13 +22,12 @@ from hearth.api.responses.service import ResponsesService
 from hearth.api.security import KeyRing, load_api_keys
 from hearth.api.settings.service import SettingsService
 from hearth.api.tokenize.service import TokenizeService
-from hearth.engine.base import resolve_ctx_size
 from hearth.errors import ConfigError, HearthError, InvalidModelFile, ModelNotFound
 from hearth.mcp.config import ServerConfig, load_mcp_config
 from hearth.mcp.manager import McpManager
 from hearth.models.gguf_header import GGUFError
 from hearth.models.manager import EngineFactory, ModelManager, Policy
-from hearth.models.memory import estimate_bytes
+from hearth.models.memory import ContextPlan, estimate_bytes, plan_context
 from hearth.models.registry import ModelEntry, Registry
 from hearth.models.validate import found_at, validate_model
 from hearth.observe.metrics import Metrics
@@ -36,11 +36,28 @@ from hearth.pipeline.run import Pipeline
 from hearth.settings import Settings, default_mcp_config
 from hearth.store import Store
 
+log = logging.getLogger("hearth")
+
 if TYPE_CHECKING:
     from hearth.engine.base import Engine
     from hearth.engine.llamacpp.common import EngineOptions
     from hearth.engine.llamacpp.compute import ComputeThread
     from hearth.engine.llamacpp.process import ChildPool
+
+
+def context_plan(settings: Settings, entry: ModelEntry) -> ContextPlan:
+    """The context a local model gets at load: its `[[models]]` ctx_size, else --ctx-size,
+    else its trained context within --max-memory."""
+    cfg = entry.config
+    return plan_context(
+        entry.header,
+        entry.size_bytes,
+        requested=(cfg.ctx_size if cfg else None) or settings.ctx_size,
+        parallel=(cfg.parallel if cfg else None) or settings.parallel,
+        budget=settings.memory_budget,
+        cache_type_k=settings.cache_type_k,
+        cache_type_v=settings.cache_type_v,
+    )
 
 
 def engine_options(settings: Settings, entry: ModelEntry) -> EngineOptions:
@@ -49,9 +66,10 @@ def engine_options(settings: Settings, entry: ModelEntry) -> EngineOptions:
 
     cfg = entry.config
     gpu_layers = cfg.gpu_layers if cfg and cfg.gpu_layers is not None else None
+    plan = context_plan(settings, entry)
     return EngineOptions(
-        ctx_size=(cfg.ctx_size if cfg else None) or settings.ctx_size,
-        parallel=(cfg.parallel if cfg else None) or settings.parallel,
+        ctx_size=plan.ctx_size,
+        parallel=plan.parallel,
         threads=settings.threads,
         threads_batch=settings.threads_batch,
         batch_size=settings.batch_size,
@@ -79,6 +97,7 @@ class LlamaCppFactory:
         self.settings = settings
         self._pool: ChildPool | None = None
         self._compute: ComputeThread | None = None
+        self.plans: dict[str, ContextPlan] = {}  # each local model's, as it was last loaded
 
     def __call__(self, entry: ModelEntry) -> Engine:
         if entry.config is not None and entry.config.upstream:
@@ -88,6 +107,8 @@ class LlamaCppFactory:
             key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
             return UpstreamEngine(cfg, key)
         options = engine_options(self.settings, entry)
+        plan = self.plans[entry.id] = context_plan(self.settings, entry)
+        log.info("%s: %s", entry.id, plan.describe())
         if options.draft_model is not None:  # llama.cpp opens it too: validate it first
             try:
                 validate_model(found_at(options.draft_model, None))
@@ -119,17 +140,14 @@ def memory_estimator(settings: Settings) -> Callable[[ModelEntry], int]:
     """Estimated bytes a model takes once loaded with its effective settings."""
 
     def estimate(entry: ModelEntry) -> int:
-        cfg = entry.config
         if entry.upstream:
             return 0
-        trained = entry.header.context_length if entry.header else None
+        plan = context_plan(settings, entry)
         return estimate_bytes(
             entry.header,
             entry.size_bytes,
-            ctx_size=resolve_ctx_size(
-                (cfg.ctx_size if cfg else None) or settings.ctx_size, trained
-            ),
-            parallel=(cfg.parallel if cfg else None) or settings.parallel,
+            ctx_size=plan.ctx_size,
+            parallel=plan.parallel,
             cache_type_k=settings.cache_type_k,
             cache_type_v=settings.cache_type_v,
         )
@@ -201,17 +219,25 @@ class Runtime:
             self.request_log.days = settings.request_log_days
             self.request_log.rows = settings.request_log_rows
 
+    def context_plan(self, entry: ModelEntry) -> ContextPlan | None:
+        """A local model's context: as it loaded, else as it would load now (None: upstream)."""
+        if entry.upstream:
+            return None
+        factory = self.models.factory
+        loaded = any(m.entry.id == entry.id for m in self.models.loaded())
+        if loaded and isinstance(factory, LlamaCppFactory) and entry.id in factory.plans:
+            return factory.plans[entry.id]
+        return context_plan(self.settings, entry)
+
     def context_window(self, entry: ModelEntry) -> int:
         """The context one request may use for this model, loaded or not (for an upstream
         model, what it reported when loaded, else the configured one, else 0: unknown)."""
+        loaded = next((m for m in self.models.loaded() if m.entry.id == entry.id), None)
+        if loaded is not None:  # what it got (the settings may have changed since)
+            return loaded.engine.info.ctx_size
         if entry.upstream:
-            loaded = next((m for m in self.models.loaded() if m.entry.id == entry.id), None)
-            if loaded is not None:
-                return loaded.engine.info.ctx_size
             return entry.config.ctx_size if entry.config and entry.config.ctx_size else 0
-        trained = entry.header.context_length if entry.header else None
-        configured = entry.config.ctx_size if entry.config else None
-        return resolve_ctx_size(configured or self.settings.ctx_size, trained)
+        return context_plan(self.settings, entry).ctx_size
 
     def max_output_tokens(self, entry: ModelEntry) -> int:
         """The most tokens one answer may have: the configured cap, else the whole context."""

@@ -10,7 +10,10 @@ import errno
 import logging
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable
+from contextlib import suppress
 from types import FrameType
 from typing import Any
 
@@ -250,11 +253,42 @@ def run(settings: Settings, announce: Announce | None = None) -> None:
         raise ConfigError("Hearth did not start: see the log above", code="startup_failed")
 
 
+class BackgroundServer:
+    """uvicorn in a thread: start() returns once the socket is bound, stop() once the
+    lifespan has shut down (generations drained, models unloaded)."""
+
+    def __init__(self, settings: Settings, announce: Announce | None = None):
+        # A taken port is a clear error here. With `announce`, no banner on stdout.
+        self.server, self._sock = build(settings, announce)
+        self._thread = threading.Thread(target=self._run, name="hearth-server")
+
+    def _run(self) -> None:
+        with suppress(SystemExit):  # uvicorn's answer to a failed start, after logging why
+            self.server.run(sockets=[self._sock])
+
+    def start(self) -> int:
+        """Start serving; the bound port (port 0 picks a free one)."""
+        self._thread.start()
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise ConfigError("the server did not start (the log above says why)")
+            time.sleep(0.05)
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    def handle_exit(self, sig: int) -> None:
+        """As a signal to `hearth serve`: the first drains, a second stops the generations."""
+        self.server.handle_exit(sig, None)
+
+    def stop(self) -> None:
+        """Shut down and wait for it."""
+        self.server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def watch(settings: Settings, stop: Callable[..., None]) -> None:
     """--parent-pid and --exit-on-stdin-close: threads that stop the server when the app
     that started it is gone, or when it closes our stdin."""
-    import threading
-
     from hearth.sidecar import wait_for_exit, wait_for_stdin_end
 
     if settings.parent_pid is not None:

@@ -16,6 +16,21 @@ for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-depende
     print(d)')
     .venv/bin/python -m pip install --quiet "${DESKTOP[@]}"
 fi
+# The coding agents the agent tests run (tests/agents/package.json, pinned), from the npm
+# registry into a cache keyed by that file; tests/e2e/agents.py finds them there.
+AGENTS_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/hearth/agents/$(sha256sum tests/agents/package.json | cut -c1-12)"
+if [ ! -f "$AGENTS_DIR/.installed" ]; then
+    if command -v npm >/dev/null; then
+        echo "==> installing the coding agents for the agent tests into $AGENTS_DIR"
+        mkdir -p "$AGENTS_DIR"
+        cp tests/agents/package.json "$AGENTS_DIR/"
+        # Their install scripts put the native binary, from an optional dependency, in place.
+        (cd "$AGENTS_DIR" && npm install --no-audit --no-fund --loglevel=error)
+        touch "$AGENTS_DIR/.installed"
+    else
+        echo "==> npm not found: the agent tests will say so and fail"
+    fi
+fi
 if [ -x /usr/bin/chromium ] && [ -x /usr/bin/Xvfb ] && [ -x /usr/bin/xdotool ] &&
     dpkg -s "${QT_XCB_LIBS[@]}" >/dev/null 2>&1; then
     exit 0

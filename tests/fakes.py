@@ -75,11 +75,14 @@ class FakeEngine(Engine):
             raise RequestTimeout("the request took longer than the request timeout") from None
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
+        # The real engine's rule: the prompt must leave room; a cap past the room is cut
+        # to it, one past the whole context is refused.
         room = self.info.ctx_size - len(request.prompt)
-        if request.max_tokens is None:
-            request.max_tokens = room
-        if request.max_tokens > room or room <= 0:
-            raise ContextLengthExceeded("too long", param="max_tokens")
+        if room <= 0:
+            raise ContextLengthExceeded("too long", param="messages")
+        if request.max_tokens is not None and request.max_tokens > self.info.ctx_size:
+            raise ContextLengthExceeded("max_tokens past the context", param="max_tokens")
+        request.max_tokens = min(request.max_tokens or room, room)
         return request
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:

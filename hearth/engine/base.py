@@ -23,8 +23,9 @@ DEFAULT_CTX_SIZE = 4096
 
 
 def resolve_ctx_size(requested: int | None, trained: int | None) -> int:
-    """Tokens one sequence may hold: as asked, else the trained context capped at 4096."""
-    return requested or min(DEFAULT_CTX_SIZE, trained or DEFAULT_CTX_SIZE)
+    """Tokens one sequence may hold: as asked, else the trained context. (A server's runtime
+    always asks: it plans the size against its memory budget, hearth.models.memory.)"""
+    return requested or trained or DEFAULT_CTX_SIZE
 
 
 @dataclass(frozen=True, slots=True)

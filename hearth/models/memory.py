@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
 from hearth.models.gguf_header import GGUFHeader
 
@@ -15,6 +16,9 @@ from hearth.models.gguf_header import GGUFHeader
 CACHE_TYPE_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 COMPUTE_OVERHEAD = 64 * 2**20  # llama.cpp's compute buffers for small batches, roughly
 AUTO_FRACTION = 0.8  # of physical memory, when the budget is "auto"
+DEFAULT_CTX_SIZE = 4096  # per sequence, for a model whose file does not say its trained context
+MIN_AUTO_CTX = 2048  # the budget never lowers the automatic context below this
+CTX_STEP = 256  # a lowered context is a multiple of this
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
@@ -88,3 +92,55 @@ def estimate_bytes(
     n_vocab = header.array_lengths.get("tokenizer.ggml.tokens", 0)
     kv = kv_cache_bytes(header, ctx_size * parallel, cache_type_k, cache_type_v)
     return file_size + kv + COMPUTE_OVERHEAD + n_vocab * 4 * parallel
+
+
+@dataclass(frozen=True, slots=True)
+class ContextPlan:
+    """The context a model gets when it loads: tokens per sequence, how many sequences, and
+    the KV cache they take together."""
+
+    ctx_size: int
+    parallel: int
+    kv_bytes: int
+    trained: int | None
+    lowered: bool = False  # below the trained context, to fit the memory budget
+
+    def describe(self) -> str:
+        """The line logged at load: 'context 8192 per sequence, 4 sequences, KV 755 MB'."""
+        text = (
+            f"context {self.ctx_size} per sequence, {self.parallel} sequences, "
+            f"KV {self.kv_bytes / 1e6:.0f} MB"
+        )
+        if self.lowered:
+            text += f" (trained for {self.trained}; lowered to fit --max-memory)"
+        return text
+
+
+def plan_context(
+    header: GGUFHeader | None,
+    file_size: int,
+    *,
+    requested: int | None,
+    parallel: int,
+    budget: int | None,
+    cache_type_k: str = "f16",
+    cache_type_v: str = "f16",
+) -> ContextPlan:
+    """A context asked for (--ctx-size, a model's ctx_size) is taken as it is. Otherwise the
+    model's trained context, as llama.cpp's server does, lowered only as far as the KV cache
+    of all `parallel` sequences must shrink for the whole model to fit the budget (and never
+    below MIN_AUTO_CTX: past that the manager's own budget check says no)."""
+    trained = header.context_length if header is not None else None
+    if requested:
+        ctx = requested
+    else:
+        ctx = trained or DEFAULT_CTX_SIZE
+        if budget is not None and header is not None:
+            fixed = estimate_bytes(header, file_size, ctx_size=0, parallel=parallel)
+            per_token = kv_cache_bytes(header, 2**20, cache_type_k, cache_type_v) / 2**20
+            if per_token > 0:
+                fits = int((budget - fixed) / (per_token * parallel)) // CTX_STEP * CTX_STEP
+                ctx = max(min(ctx, fits), min(ctx, MIN_AUTO_CTX))
+    kv = kv_cache_bytes(header, ctx * parallel, cache_type_k, cache_type_v) if header else 0
+    lowered = not requested and trained is not None and ctx < trained
+    return ContextPlan(ctx, parallel, kv, trained, lowered)

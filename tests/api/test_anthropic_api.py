@@ -130,6 +130,34 @@ async def test_tool_use_blocks_streamed_and_whole(make_app: Callable[..., FastAP
             assert "<tool_response>\n18 C\n</tool_response>" in engine.prompts[-1]
 
 
+async def test_a_system_message_later_in_the_conversation(make_app: Callable[..., FastAPI]) -> None:
+    """Anthropic takes role "system" after a user turn (Claude Code sends its environment
+    so); the template sees it where it stands, after the user's turn."""
+    app = make_app()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            later = [{"type": "text", "text": "Answer in French."}]
+            ask = body(
+                system="Be brief.",
+                messages=[
+                    {"role": "user", "content": "Hello?"},
+                    {"role": "system", "content": later},
+                ],
+            )
+            assert (await client.post("/v1/messages", json=ask)).status_code == 200
+            engine = app.state.runtime.models._loaded[FAKE_ID].engine
+            prompt = engine.prompts[-1]
+            assert prompt.index("Be brief.") < prompt.index("Hello?")
+            assert prompt.index("Hello?") < prompt.index("Answer in French.")
+            image = {"type": "image", "source": {"type": "url", "url": "http://x/y.png"}}
+            bad = body(
+                messages=[{"role": "user", "content": "Hi"}, {"role": "system", "content": [image]}]
+            )
+            r = await client.post("/v1/messages", json=bad)
+            assert r.status_code == 400 and "text blocks only" in r.json()["error"]["message"]
+
+
 async def test_output_config_constrains_the_answer(make_app: Callable[..., FastAPI]) -> None:
     app = make_app()
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}

@@ -217,7 +217,7 @@ async def test_truncation_auto_drops_the_oldest_turns(client: httpx.AsyncClient)
     second = await create(client, input=long, previous_response_id=first["id"], max_output_tokens=8)
     tight = {"input": long, "previous_response_id": second["id"], "max_output_tokens": 8}
     refused = await client.post("/v1/responses", json=body(**tight))
-    assert_error(refused, 400, "context_length_exceeded", "max_tokens")
+    assert_error(refused, 400, "context_length_exceeded", "messages")
     ok = await create(client, **tight, truncation="auto")
     assert ok["status"] in ("completed", "incomplete") and ok["truncation"] == "auto"
 

@@ -48,19 +48,40 @@ def test_context_length_exceeded_before_any_work(server: RunningServer) -> None:
     client = server.client()
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
-            model=STARTER_ID, messages=[{"role": "user", "content": "Hi"}], max_tokens=5000
+            model=STARTER_ID, messages=[{"role": "user", "content": "Hi"}], max_tokens=9000
         )
     assert info.value.code == "context_length_exceeded"
-    assert "4096" in info.value.message and "5000" in info.value.message
+    # The default context is the one the model was trained for: 8192 tokens per sequence.
+    assert "9000" in info.value.message and "8192" in info.value.message
     # It says how to get more: the flag, the per-model setting, the trained maximum.
     assert "--ctx-size" in info.value.message and "[[models]]" in info.value.message
-    assert "up to 8192 tokens" in info.value.message
-    long = "word " * 5000
+    assert "trained for (8192 tokens)" in info.value.message
+    long = "word " * 9000
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model=STARTER_ID, messages=[{"role": "user", "content": long}]
         )
     assert info.value.code == "context_length_exceeded"
+
+
+def test_a_cap_past_the_room_left_ends_the_answer_where_the_context_does(
+    server: RunningServer,
+) -> None:
+    """As llama.cpp's server and Ollama do: agents send one fixed max_tokens while their
+    history grows toward the context; that is no error, the answer stops at the context."""
+    client = server.client()
+    prompt = "word " * 8000
+    answer = client.chat.completions.create(
+        model=STARTER_ID,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=2048,
+        extra_body={"ignore_eos": True},
+    )
+    assert answer.usage is not None
+    room = 8192 - answer.usage.prompt_tokens
+    assert 0 < room < 2048
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.usage.completion_tokens == room
 
 
 def test_unknown_model_is_never_a_fallback(server: RunningServer) -> None:

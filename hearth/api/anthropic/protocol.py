@@ -65,7 +65,9 @@ ContentBlockParam = Annotated[
 
 
 class MessageParam(BaseModel):
-    role: Literal["user", "assistant"]
+    # "system": instructions later in the conversation (Anthropic takes them after a user
+    # turn; Claude Code sends its environment so).
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlockParam]
 
 

@@ -105,6 +105,15 @@ def _turns(i: int, msg: wire.MessageParam) -> list[Message]:
     their order, text between them kept), an assistant's blocks one assistant turn."""
     if isinstance(msg.content, str):
         return [Message(msg.role, msg.content)]
+    if msg.role == "system":
+        parts = []
+        for j, block in enumerate(msg.content):
+            if not isinstance(block, wire.TextBlockParam):
+                raise InvalidRequestError(
+                    "a system message holds text blocks only", param=f"messages.{i}.content.{j}"
+                )
+            parts.append(block.text)
+        return [Message("system", "".join(parts))]
     turns: list[Message] = []
     text: list[str] = []
     reasoning: list[str] = []

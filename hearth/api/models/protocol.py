@@ -37,6 +37,9 @@ class ModelDetails(WireModel):
     architecture: str | None = None
     parameters: int | None = None
     context_length_trained: int | None = None
+    # a local model's KV cache: sequences served at once, and their bytes together
+    parallel: int | None = None
+    kv_cache_bytes: int | None = None
     has_chat_template: bool | None = None
     tokenizer: str | None = None
     aliases: list[str] = Field(default_factory=list)
@@ -58,6 +61,7 @@ class Model(WireModel):
     owned_by: str = "local"
     context_window: int
     max_output_tokens: int
+    max_model_len: int  # context_window under vLLM's name, which many clients read
     # -- Hearth extension --
     hearth: ModelDetails
 

@@ -35,11 +35,14 @@ def describe(rt: Runtime, entry: ModelEntry) -> Model:
         status = "crashed"
     else:
         status = "available"
+    window = rt.context_window(entry)
+    plan = rt.context_plan(entry)
     return Model(
         id=entry.id,
         created=entry.created,
-        context_window=rt.context_window(entry),
+        context_window=window,
         max_output_tokens=rt.max_output_tokens(entry),
+        max_model_len=window,
         hearth=ModelDetails(
             status=status,
             error=entry.error or rt.models.load_errors.get(entry.id) or crash,
@@ -49,6 +52,8 @@ def describe(rt: Runtime, entry: ModelEntry) -> Model:
             architecture=header.architecture if header else None,
             parameters=entry.n_params if header else None,
             context_length_trained=header.context_length if header else None,
+            parallel=plan.parallel if plan else None,
+            kv_cache_bytes=plan.kv_bytes if plan and header else None,
             has_chat_template=header.chat_template is not None if header else None,
             tokenizer=header.tokenizer if header else None,
             aliases=list(entry.aliases),

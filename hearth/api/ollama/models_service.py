@@ -146,6 +146,16 @@ def _model_info(entry: ModelEntry, header: GGUFHeader, verbose: bool) -> dict[st
     return info
 
 
+def _context_info(rt: Runtime, entry: ModelEntry) -> dict[str, Any]:
+    """What a request gets here, beside the `<arch>.context_length` it was trained for."""
+    info: dict[str, Any] = {"hearth.context_length": rt.context_window(entry)}
+    plan = rt.context_plan(entry)
+    if plan is not None:
+        info["hearth.parallel"] = plan.parallel
+        info["hearth.kv_cache_bytes"] = plan.kv_bytes
+    return info
+
+
 def _show_upstream(rt: Runtime, entry: ModelEntry) -> ShowResponse:
     """An upstream model: where it is served and what it reported (its server holds the
     template and weights)."""
@@ -198,7 +208,7 @@ async def show(rt: Runtime, request: ShowRequest) -> ShowResponse:
         template=template.source,
         system=cfg.system_prompt if cfg and cfg.system_prompt else None,
         details=details(entry, saved),
-        model_info=_model_info(entry, header, request.verbose),
+        model_info=_model_info(entry, header, request.verbose) | _context_info(rt, entry),
         capabilities=capabilities(entry, template),
         modified_at=iso(_modified(entry, saved, entry.id)),
     )

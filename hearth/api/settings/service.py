@@ -66,7 +66,8 @@ FIELDS: dict[str, Editable] = {
     ),
     "ctx_size": Editable(
         "Context size",
-        "Tokens per sequence. Empty: the model's trained context, up to 4096.",
+        "Tokens per sequence. Empty: the model's trained context, lowered only to fit the "
+        "memory budget.",
         "next_load",
         "integer",
         nullable=True,

@@ -122,13 +122,13 @@ class LlamaCppEngineBase(Engine):
             raise InvalidRequestError(f"n must be at least 1, got {request.n}", param="n")
         if request.grammar is not None and not self._grammar_known_good(request.grammar):
             raise InvalidRequestError("llama.cpp could not parse the grammar", param="grammar")
+        if n_prompt >= ctx:
+            raise ContextLengthExceeded(
+                f"This model's context is {ctx} tokens; the prompt has {n_prompt} tokens "
+                f"and leaves no room for output. {self._raise_hint()}",
+                param="messages",
+            )
         if request.max_tokens is None:
-            if n_prompt >= ctx:
-                raise ContextLengthExceeded(
-                    f"This model's context is {ctx} tokens; the prompt has {n_prompt} tokens "
-                    f"and leaves no room for output. {self._raise_hint()}",
-                    param="messages",
-                )
             request.max_tokens = min(ctx - n_prompt, self.max_output_tokens or ctx)
         elif self.max_output_tokens and request.max_tokens > self.max_output_tokens:
             raise InvalidRequestError(
@@ -136,13 +136,17 @@ class LlamaCppEngineBase(Engine):
                 f"{self.max_output_tokens} tokens (its max_output_tokens)",
                 param="max_tokens",
             )
-        elif n_prompt + request.max_tokens > ctx:
+        elif request.max_tokens > ctx:
             raise ContextLengthExceeded(
-                f"This model's context is {ctx} tokens; the prompt has {n_prompt} tokens and "
-                f"max_tokens asks for {request.max_tokens} more ({n_prompt + request.max_tokens} "
-                f"in all). Shorten the prompt or lower max_tokens. {self._raise_hint()}",
+                f"max_tokens is {request.max_tokens}, more than this model's whole context of "
+                f"{ctx} tokens. {self._raise_hint()}",
                 param="max_tokens",
             )
+        else:
+            # As llama.cpp's server and Ollama do: a cap past the room the prompt leaves is
+            # no error, the answer ends where the context does (finish_reason "length").
+            # Agents send one fixed cap while their history grows toward the context.
+            request.max_tokens = min(request.max_tokens, ctx - n_prompt)
         request.checked = True
         return request
 
@@ -152,7 +156,11 @@ class LlamaCppEngineBase(Engine):
         trained = info.n_ctx_train
         more = f"up to {trained} tokens, the context it was trained for" if trained else ""
         if trained and trained <= info.ctx_size:
-            return f"This is the whole context the model was trained for ({trained} tokens)."
+            return (
+                f"This is the whole context the model was trained for ({trained} tokens); a "
+                "longer one (--ctx-size N on `hearth serve`, or ctx_size in the model's "
+                "[[models]] entry) runs, but the model may answer worse past it."
+            )
         return (
             f"A longer context ({more}) takes --ctx-size N on `hearth serve`, or ctx_size in "
             f'the model\'s [[models]] entry (id = "{info.id}").'
