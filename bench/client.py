@@ -21,6 +21,7 @@ class RequestResult:
     tokens: int = 0
     finished: float = 0.0
     error: str | None = None
+    text: str = ""  # what was generated (an agent replay sends it back as history)
 
     @property
     def itls(self) -> list[float]:
@@ -61,7 +62,8 @@ async def stream_chat(
                 if data.get("usage"):
                     usage_tokens = data["usage"].get("completion_tokens")
                 for choice in data.get("choices") or []:
-                    if (choice.get("delta") or {}).get("content"):
+                    if content := (choice.get("delta") or {}).get("content"):
+                        result.text += content
                         now = time.perf_counter()
                         if result.ttft is None:
                             result.ttft = now - result.started

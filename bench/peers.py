@@ -92,11 +92,12 @@ def hearth(
     model: Path,
     threads: int,
     parallel: int,
-    ctx: int,
+    ctx: int | None,
     logs: Path,
     *extra: str,
     name: str = "hearth",
 ) -> Peer:
+    """`hearth serve` on the model; ctx None: its default context."""
     port = free_port()
     return Peer(
         name=name,
@@ -117,8 +118,7 @@ def hearth(
             str(threads),
             "--parallel",
             str(parallel),
-            "--ctx-size",
-            str(ctx),
+            *(["--ctx-size", str(ctx)] if ctx is not None else []),
             "--log-level",
             "warning",
             *extra,

@@ -10,6 +10,7 @@
     python -m bench.run --suite load      # 64 clients, a third leaving mid-stream; leaks, log
     python -m bench.run --suite observability  # metrics and request log on vs off
     python -m bench.run --suite upstream  # through a Hearth front (--upstream) vs direct
+    python -m bench.run --suite agents    # agent sessions replayed vs llama-server
 
 Writes a Markdown report (default docs/benchmarks.md, section per suite)."""
 
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import agents as A
 from bench import compute as C
 from bench import dialects as D
 from bench import load as L
@@ -304,6 +306,7 @@ FLOWS: dict[str, Callable[..., str]] = {
     "load": L.load,  # 64 clients for BENCH_LOAD_SECONDS; sequences, RSS, request log after
     "observability": L.observability,  # metrics and request log on against off
     "upstream": U.upstream,  # through a Hearth front (--upstream) against the upstream direct
+    "agents": A.agents,  # recorded agent sessions replayed, against llama-server
 }
 
 

@@ -29,6 +29,9 @@ class Tokenizer:
         n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self.eog = [t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)]
 
+    def count(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode(), add_bos=False))
+
     def text_of(self, n_tokens: int, seed: int) -> str:
         """Plain English-looking text of exactly n_tokens tokens."""
         rng = random.Random(seed)

@@ -156,6 +156,9 @@ async def test_a_system_message_later_in_the_conversation(make_app: Callable[...
             )
             r = await client.post("/v1/messages", json=bad)
             assert r.status_code == 400 and "text blocks only" in r.json()["error"]["message"]
+            first = body(messages=[{"role": "system", "content": "x"}])
+            r = await client.post("/v1/messages", json=first)
+            assert r.status_code == 400 and "follow a user turn" in r.json()["error"]["message"]
 
 
 async def test_output_config_constrains_the_answer(make_app: Callable[..., FastAPI]) -> None:

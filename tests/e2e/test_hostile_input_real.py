@@ -554,7 +554,7 @@ CASES: list[Case] = [
         "completions context ids",
         "POST",
         COMPLETIONS,
-        completion(prompt=[1] * 5000),
+        completion(prompt=[1] * 9000),
         code="context_length_exceeded",
     ),
     *name_cases("POST", COMPLETIONS, lambda v: completion(model=v), "model", 404),
@@ -920,10 +920,23 @@ CASES: list[Case] = [
         type="invalid_request_error",
     ),
     case(
-        "messages role system",
+        "messages role system first",
         "POST",
         MESSAGES,
         message(messages=[{"role": "system", "content": "x"}]),
+        type="invalid_request_error",
+    ),
+    case(
+        "messages role system after assistant",
+        "POST",
+        MESSAGES,
+        message(
+            messages=[
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello"},
+                {"role": "system", "content": "x"},
+            ]
+        ),
         type="invalid_request_error",
     ),
     case(
@@ -1259,7 +1272,7 @@ CASES: list[Case] = [
         "api generate context long",
         "POST",
         "/api/generate",
-        ogen(context=[1] * 5000),
+        ogen(context=[1] * 9000),
         code="context_length_exceeded",
     ),
     case(

@@ -51,6 +51,14 @@ def conversation(
         text = system if isinstance(system, str) else "".join(b.text for b in system)
         out.messages.append(Message("system", text))
     for i, msg in enumerate(request.messages):
+        if msg.role == "system" and (i == 0 or request.messages[i - 1].role != "user"):
+            # Anthropic's placement rule: later instructions follow a user turn; the first
+            # ones are the `system` field.
+            raise InvalidRequestError(
+                "a system message in messages must follow a user turn; put the first "
+                "instructions in the top-level 'system' field",
+                param=f"messages.{i}.role",
+            )
         out.messages += _turns(i, msg)
     out.tools = [
         Tool(
