@@ -158,4 +158,4 @@ def test_models_endpoint(server: RunningServer) -> None:
     extra = m.model_extra or {}
     assert extra["hearth"]["status"] == "loaded"
     assert extra["hearth"]["quantization"] == "Q4_1"
-    assert extra["context_window"] == 4096
+    assert extra["context_window"] == 8192  # the trained context

@@ -178,7 +178,7 @@ def test_listed_with_what_the_upstream_reports(cluster: Cluster) -> None:
         time.sleep(0.2)
     remote = models["remote"]
     assert remote["hearth"]["backend"] == "openai"
-    assert remote["context_window"] == 4096  # what the upstream Hearth reports for the starter
+    assert remote["context_window"] == 8192  # what the upstream Hearth reports for the starter
     assert remote["hearth"]["upstream"]["base_urls"][0]["url"] == cluster.one.url
     assert "serves no model 'no-such-model'" in models["wrong-name"]["hearth"]["error"]
     tags = httpx.get(f"{cluster.front.url}/api/tags").json()["models"]
@@ -323,7 +323,7 @@ def test_tokenize_and_detokenize_on_the_real_model(cluster: Cluster) -> None:
     400s in OpenAI's shape, after which the server answers as before."""
     url = cluster.one.url
     ids = httpx.post(f"{url}/tokenize", json={"model": STARTER_ID, "prompt": "Hello there"}).json()
-    assert ids["count"] == len(ids["tokens"]) > 0 and ids["max_model_len"] == 4096
+    assert ids["count"] == len(ids["tokens"]) > 0 and ids["max_model_len"] == 8192
     back = httpx.post(f"{url}/detokenize", json={"model": STARTER_ID, "tokens": ids["tokens"]})
     assert "Hello there" in back.json()["prompt"]
     for path, body in (
@@ -344,7 +344,7 @@ def test_the_upstreams_errors_in_each_apis_shape(cluster: Cluster) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         front.chat.completions.create(model="remote", messages=ASK, max_tokens=100_000)  # type: ignore[arg-type]
     assert refused.value.code == "context_length_exceeded"
-    assert "4096" in refused.value.message
+    assert "8192" in refused.value.message
     with pytest.raises(openai.APIStatusError) as wrong:
         chat_text(front, "wrong-name")
     assert wrong.value.status_code == 502 and "no-such-model" in wrong.value.message
