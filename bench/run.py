@@ -11,6 +11,7 @@
     python -m bench.run --suite observability  # metrics and request log on vs off
     python -m bench.run --suite upstream  # through a Hearth front (--upstream) vs direct
     python -m bench.run --suite agents    # agent sessions replayed vs llama-server
+    python -m bench.run --suite context   # the default (trained) context vs 4096
 
 Writes a Markdown report (default docs/benchmarks.md, section per suite)."""
 
@@ -281,6 +282,22 @@ def suite_knobs(model: Path, t: int, logs: Path) -> Suite:
     return Suite(servers, cases, "hearth f16 KV, FA auto")
 
 
+def suite_context(model: Path, t: int, logs: Path) -> Suite:
+    """The default context (the trained one: 8192 for the starter, twice the KV cache) against
+    the old default of 4096, on the same streams."""
+    servers = [
+        P.hearth(model, t, 8, None, logs, name="hearth, default context"),
+        P.hearth(model, t, 8, 4096, logs, name="hearth, ctx 4096"),
+    ]
+    names = [s.name for s in servers]
+    cases = [
+        Case(Workload("1 stream", "", streams(1, 128)), names),
+        Case(Workload("8 streams", "", streams(8, 128)), names),
+        Case(Workload("16 mixed 50-1500", "", mixed_lengths(16, 50, 1500, 64)), names),
+    ]
+    return Suite(servers, cases, "hearth, ctx 4096")
+
+
 def references(cases: list[Case]) -> dict[str, str]:
     out = {}
     for case in cases:
@@ -295,6 +312,7 @@ SUITES = {
     "engine": suite_engine,
     "features": suite_features,
     "knobs": suite_knobs,
+    "context": suite_context,
 }
 # Suites that compare two Hearth settings through steps of their own (bench/compute.py).
 FLOWS: dict[str, Callable[..., str]] = {

@@ -23,7 +23,7 @@ from typing import Any
 import platformdirs
 
 from hearth.errors import ConfigError
-from hearth.server import BackgroundServer
+from hearth.server import BackgroundServer, local_url
 from hearth.settings import APP_NAME, Settings
 
 log = logging.getLogger("hearth")
@@ -88,9 +88,8 @@ class Geometry:
 
 
 def window_url(host: str, port: int) -> str:
-    """The address the window opens: a wildcard bind is reached on the loopback."""
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    """The address the window opens: the UI at the server's local address."""
+    return local_url(host, port) + "/"
 
 
 @contextmanager

@@ -277,9 +277,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def server_url(settings: Settings) -> str:
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{settings.port}"
+    from hearth.server import local_url
+
+    return local_url(settings.host, settings.port)
 
 
 def probe(url: str, api_key: str | None) -> bool:
@@ -342,7 +342,7 @@ def list_models(url: str, api_key: str | None) -> list[dict[str, Any]]:
 def local_models(settings: Settings) -> list[dict[str, Any]]:
     """What /v1/models would list with these settings, without a server (for --print)."""
     from hearth.models.registry import Registry
-    from hearth.runtime import context_plan
+    from hearth.runtime import answer_cap, context_plan
 
     models = []
     for e in Registry(settings.models_dir, configs=settings.model_configs).list():
@@ -358,7 +358,7 @@ def local_models(settings: Settings) -> list[dict[str, Any]]:
             {
                 "id": e.id,
                 "context_window": context,
-                "max_output_tokens": min(cap, context) if cap and context else cap or context,
+                "max_output_tokens": answer_cap(context, cap),
                 "hearth": {"status": "available", "aliases": list(e.aliases)},
             }
         )
@@ -376,7 +376,7 @@ def hearth_at(settings: Settings, log_file: Path) -> Iterator[str]:
         return
     import logging
 
-    from hearth.server import BackgroundServer
+    from hearth.server import BackgroundServer, local_url
 
     server = BackgroundServer(settings.model_copy(update={"port": 0}), announce=lambda _: None)
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -386,7 +386,7 @@ def hearth_at(settings: Settings, log_file: Path) -> Iterator[str]:
             handler.setStream(stream)
     try:
         port = server.start()
-        yield server_url(settings.model_copy(update={"port": port}))
+        yield local_url(settings.host, port)
     finally:
         server.stop()
         stream.close()
@@ -445,7 +445,6 @@ def launch(
         )
     with hearth_at(settings, home / "hearth.log") as url:
         target = target_for(url, choose_model(list_models(url, key), model), key)
-        setup = agent.setup(target, home)
         if write_user_config:
             path, text, args = agent.user_config(target)
             copy = _backup(path)
@@ -453,6 +452,7 @@ def launch(
             say(f"wrote Hearth into {path}" + (f" (the old one is {copy})" if copy else ""))
             setup = Setup(env=agent.secrets(target), args=args)
         else:
+            setup = agent.setup(target, home)
             write_files(setup.files)
         say(f"{agent.name} on {target.model} at {url} (context {target.context})")
         return run_agent(binary, [*setup.args, *agent_args], setup.env)

@@ -60,13 +60,16 @@ def context_plan(settings: Settings, entry: ModelEntry) -> ContextPlan:
     )
 
 
-def engine_options(settings: Settings, entry: ModelEntry) -> EngineOptions:
-    """How to load one model: its `[[models]]` settings over the server-wide ones."""
+def engine_options(
+    settings: Settings, entry: ModelEntry, plan: ContextPlan | None = None
+) -> EngineOptions:
+    """How to load one model: its `[[models]]` settings over the server-wide ones (its
+    context as `plan` says, when the caller has planned it already)."""
     from hearth.engine.llamacpp.common import EngineOptions
 
     cfg = entry.config
     gpu_layers = cfg.gpu_layers if cfg and cfg.gpu_layers is not None else None
-    plan = context_plan(settings, entry)
+    plan = plan or context_plan(settings, entry)
     return EngineOptions(
         ctx_size=plan.ctx_size,
         parallel=plan.parallel,
@@ -106,9 +109,9 @@ class LlamaCppFactory:
             cfg = entry.config
             key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
             return UpstreamEngine(cfg, key)
-        options = engine_options(self.settings, entry)
         plan = self.plans[entry.id] = context_plan(self.settings, entry)
         log.info("%s: %s", entry.id, plan.describe())
+        options = engine_options(self.settings, entry, plan)
         if options.draft_model is not None:  # llama.cpp opens it too: validate it first
             try:
                 validate_model(found_at(options.draft_model, None))
@@ -241,11 +244,16 @@ class Runtime:
 
     def max_output_tokens(self, entry: ModelEntry) -> int:
         """The most tokens one answer may have: the configured cap, else the whole context."""
-        window = self.context_window(entry)
         configured = entry.config.max_output_tokens if entry.config else None
-        if not window:
-            return configured or 0
-        return min(configured, window) if configured else window
+        return answer_cap(self.context_window(entry), configured)
+
+
+def answer_cap(window: int, configured: int | None) -> int:
+    """The most tokens one answer may have: the configured cap within the context (0:
+    unknown), else the whole context."""
+    if not window:
+        return configured or 0
+    return min(configured, window) if configured else window
 
 
 def mcp_servers(settings: Settings, environ: Mapping[str, str]) -> dict[str, ServerConfig]:

@@ -253,6 +253,13 @@ def run(settings: Settings, announce: Announce | None = None) -> None:
         raise ConfigError("Hearth did not start: see the log above", code="startup_failed")
 
 
+def local_url(host: str, port: int) -> str:
+    """Where a client on this machine reaches a server bound to host:port (a wildcard bind
+    is reached on the loopback), without a trailing slash."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 class BackgroundServer:
     """uvicorn in a thread: start() returns once the socket is bound, stop() once the
     lifespan has shut down (generations drained, models unloaded)."""

@@ -19,7 +19,7 @@ FinishReason = Literal["stop", "length"]
 # a small draft model.
 SpecMode = Literal["none", "ngram", "draft"]
 
-DEFAULT_CTX_SIZE = 4096
+DEFAULT_CTX_SIZE = 4096  # per sequence, for a model whose file does not say its trained context
 
 
 def resolve_ctx_size(requested: int | None, trained: int | None) -> int:

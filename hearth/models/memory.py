@@ -10,13 +10,13 @@ import os
 import re
 from dataclasses import dataclass
 
+from hearth.engine.base import DEFAULT_CTX_SIZE
 from hearth.models.gguf_header import GGUFHeader
 
 # Bytes per element of each KV cache type (q8_0 and q4_0 store 32 values in 34 and 18 bytes).
 CACHE_TYPE_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 COMPUTE_OVERHEAD = 64 * 2**20  # llama.cpp's compute buffers for small batches, roughly
 AUTO_FRACTION = 0.8  # of physical memory, when the budget is "auto"
-DEFAULT_CTX_SIZE = 4096  # per sequence, for a model whose file does not say its trained context
 MIN_AUTO_CTX = 2048  # the budget never lowers the automatic context below this
 CTX_STEP = 256  # a lowered context is a multiple of this
 

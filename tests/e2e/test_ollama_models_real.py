@@ -155,3 +155,20 @@ def test_unknown_models_are_404(client: ollama.Client) -> None:
             call()
         assert missing.value.status_code == 404
         assert missing.value.error == 'model "ghost" not found, try pulling it first'
+
+
+def test_the_context_a_request_gets_is_shown_everywhere(
+    client: ollama.Client, server: RunningServer
+) -> None:
+    """The default context is the trained one (8192 for the starter) within the memory
+    budget: logged once at load, and shown by /v1/models (openai), /api/show and /api/ps."""
+    assert "context 8192 per sequence, 2 sequences, KV 377 MB" in server.output
+    listed = server.client().models.retrieve(STARTER_ID).model_extra or {}
+    assert listed["context_window"] == listed["max_model_len"] == 8192
+    assert listed["hearth"]["parallel"] == 2
+    assert listed["hearth"]["kv_cache_bytes"] == 2 * 30 * 3 * 64 * 2 * 8192 * 2
+    shown = client.show(STARTER_ID).modelinfo or {}
+    assert shown["hearth.context_length"] == 8192 and shown["hearth.parallel"] == 2
+    assert shown["hearth.kv_cache_bytes"] == listed["hearth"]["kv_cache_bytes"]
+    loaded = {m.model: m for m in client.ps().models}[STARTER_ID]
+    assert loaded.context_length == 8192
