@@ -43,17 +43,22 @@ def agent_server(server_factory: Callable[..., RunningServer]) -> RunningServer:
 
 
 def launch(
-    server: RunningServer | int, agents_bin: Path, home: Path, *args: str, timeout: float = 420
+    server: RunningServer | int,
+    agents_bin: Path,
+    home: Path,
+    *args: str,
+    timeout: float = 420,
+    config: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`hearth launch ...` pointed at the server (or a port), its files under `home`, the
-    agents on PATH."""
+    agents on PATH; `config` for a Hearth it starts itself."""
     port = server.url.rsplit(":", 1)[1] if isinstance(server, RunningServer) else str(server)
     env = {
         **os.environ,
         "PATH": f"{agents_bin}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(home),  # the agents' own state and any user config stay in the test
         "XDG_CONFIG_HOME": str(home / ".config"),
-        "HEARTH_CONFIG": str(Path(__file__).with_name("empty-config.toml")),
+        "HEARTH_CONFIG": str(config or Path(__file__).with_name("empty-config.toml")),
     }
     env.pop("HEARTH_API_KEY", None)
     return subprocess.run(
@@ -175,10 +180,18 @@ def test_claude_code_completes_on_a_hearth_launch_starts_itself(
     fits the starter's 8k; it sends its environment as a mid-conversation system message
     and asks for adaptive thinking, both taken."""
     nobody = free_port()
+    # Claude Code sends no temperature: the starter's default (0.8) sometimes rambles past
+    # the answer cap, so the model's own sampling default here is greedy.
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[[models]]\nid = "{STARTER_ID}"\npath = "{starter_model}"\n'
+        "sampling = { temperature = 0 }\n"
+    )
     run = launch(
         nobody, agents_bin, tmp_path, "claude", "--model", STARTER_ID,
         "--models-dir", str(starter_model.parent), "--",
         "-p", PROMPT, "--tools", "", "--output-format", "json",
+        config=config,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(run.stdout)
