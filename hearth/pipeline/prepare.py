@@ -256,6 +256,15 @@ def prepare(
         texts = [plan.prompt]
         grammar = plan.grammar
         keep_special = special_tokens(engine, plan.markers)
+    if request.reserve_output and request.max_tokens:
+        longest = max(len(p) for p in prompts)
+        if longest + request.max_tokens > info.ctx_size:
+            raise ContextLengthExceeded(
+                f"the prompt has {longest} tokens, which leaves less than the "
+                f"{request.max_tokens} tokens asked for the answer in this model's context "
+                f"of {info.ctx_size} tokens",
+                param="max_tokens",
+            )
     generations = [
         engine.check(
             GenerationRequest(

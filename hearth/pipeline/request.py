@@ -151,3 +151,7 @@ class ConversationRequest:
     # answer must fit in it. `window_param` names the field for errors.
     window: int | None = None
     window_param: str = "window"
+    # The prompt must leave room for all of max_tokens, not just some (Responses' truncation
+    # `auto`: the oldest turns are dropped until it does); otherwise the answer is cut short
+    # where the context ends.
+    reserve_output: bool = False

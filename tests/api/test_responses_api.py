@@ -222,6 +222,25 @@ async def test_truncation_auto_drops_the_oldest_turns(client: httpx.AsyncClient)
     assert ok["status"] in ("completed", "incomplete") and ok["truncation"] == "auto"
 
 
+async def test_truncation_auto_keeps_room_for_the_whole_answer(client: httpx.AsyncClient) -> None:
+    # The prompt fits but leaves less than max_output_tokens: without truncation the answer
+    # ends where the context does; with `auto`, old turns go until all of it fits.
+    long = " ".join(["word"] * 60)
+    first = await create(client, input=long, max_output_tokens=8)
+    asked = {"input": long, "previous_response_id": first["id"], "max_output_tokens": 150}
+    cut = await create(client, **asked)
+    assert cut["usage"]["input_tokens"] + 150 > 256
+    assert cut["usage"]["input_tokens"] + cut["usage"]["output_tokens"] <= 256
+    kept = await create(client, **asked, truncation="auto")
+    assert kept["usage"]["input_tokens"] < cut["usage"]["input_tokens"]
+    assert kept["usage"]["input_tokens"] + 150 <= 256
+    # Nothing left to drop: the request is refused, not cut short.
+    alone = await client.post(
+        "/v1/responses", json=body(input=long, max_output_tokens=250, truncation="auto")
+    )
+    assert_error(alone, 400, "context_length_exceeded", "max_tokens")
+
+
 @pytest.mark.parametrize(
     ("extra", "status", "code", "param"),
     [

@@ -8,6 +8,7 @@ these comparisons keep prompt + output under that size; see docs/benchmarks.md."
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,42 @@ def test_ram_cache_restores_a_prompt_after_its_sequence_was_reused(
         assert cached == first["prompt_tokens"] - 1  # restored: only the last token recomputed
         assert model["prompt_cache"]["hits"] == 1
         assert model["prompt_cache"]["entries"] >= 1
+
+
+def test_requests_started_together_compute_their_shared_prompt_once(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    # Agent sessions started together share a long system prompt: one sequence computes it,
+    # the others copy its KV. Prompt and answer stay under 256 cells, where batched and lone
+    # decoding compute the same logits, so copied and computed prompts answer alike.
+    server = server_factory("--parallel", "3", "--cache-ram", "0")
+    facts = " ".join(f"Fact {i}: the box holds {i * 7} stones." for i in range(12))
+    same = [{"role": "system", "content": facts}, {"role": "user", "content": "Sum up the facts."}]
+    other = [same[0], {"role": "user", "content": "Which box holds 21 stones?"}]
+
+    def run(messages: list[dict[str, str]]) -> dict[str, Any]:
+        r = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={
+                "model": STARTER_ID,
+                "messages": messages,
+                "max_tokens": 40,
+                "temperature": 0,
+                "ignore_eos": True,  # every sequence stays busy: no free one holds the prompt
+            },
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(3) as pool:
+        a, b, c = pool.map(run, [same, same, other])
+    cached = sorted(
+        (r["usage"]["prompt_tokens_details"]["cached_tokens"], r["usage"]["prompt_tokens"])
+        for r in (a, b, c)
+    )
+    assert cached[0][0] < 8  # one of them computed the shared start
+    # The others copied it: all but the question (the second identical one: all but its
+    # last token, which gives the logits of its first answer token).
+    assert all(n >= total - 24 for n, total in cached[1:]), cached
+    assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]

@@ -110,6 +110,7 @@ def plan(request: wire.ResponseCreateRequest, history: list[Item], current: list
         logit_bias=request.logit_bias,
     )
     out.max_tokens = request.max_output_tokens
+    out.reserve_output = request.truncation == "auto"
     if request.reasoning is not None and request.reasoning.effort is not None:
         out.reasoning_effort = request.reasoning.effort
     out.reasoning_format = "parsed"

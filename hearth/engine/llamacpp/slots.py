@@ -67,6 +67,7 @@ class Slot:
         "batch_idx",
         "cached",
         "decoder",
+        "donor",
         "draft",
         "draft_len",
         "draft_max",
@@ -85,6 +86,7 @@ class Slot:
         "prompt_pos",
         "sampler",
         "seq",
+        "share_at",
         "spec",
         "stops",
     )
@@ -93,7 +95,11 @@ class Slot:
         self.seq = seq
         self.cached: list[int] = []  # tokens whose KV this sequence holds, positions 0..n-1
         self.job: Job | None = None
-        self.phase: Literal["idle", "prompt", "follow", "generating"] = "idle"
+        # wait: the prompt's start is being computed by another sequence (`donor`), whose KV
+        # it copies once that one has read `share_at` tokens (see Worker._place).
+        self.phase: Literal["idle", "wait", "prompt", "follow", "generating"] = "idle"
+        self.donor: Slot | None = None
+        self.share_at = 0
         self.index = 0
         self.prompt_pos = 0
         self.next_token = -1

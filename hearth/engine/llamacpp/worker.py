@@ -306,6 +306,7 @@ class Worker:
         self._save(primary, keep)
         keep = self._trim(primary, keep)
         job.cached_tokens = keep
+        donor, share_at = self._donor(prompt, keep)
         # Followers (n > 1) take the free slots whose caches are least worth keeping.
         others = sorted((s for s in free if s is not primary), key=lambda s: len(s.cached))
         chosen = [primary, *others[: req.n - 1]]
@@ -322,7 +323,9 @@ class Worker:
                 self._trim(slot, 0)
             slot.job = job
             slot.index = index
-            slot.phase = "prompt" if slot is primary else "follow"
+            slot.phase = "follow" if slot is not primary else "wait" if donor else "prompt"
+            slot.donor = donor if slot is primary else None
+            slot.share_at = share_at
             slot.prompt_pos = keep if slot is primary else 0
             slot.n_generated = 0
             slot.max_tokens = req.max_tokens or self.cfg.ctx_size - len(prompt)
@@ -347,6 +350,54 @@ class Worker:
             slot.draft = []
             slot.ngram.reset()
         self.active.append(job)
+
+    def _donor(self, prompt: list[int], keep: int) -> tuple[Slot | None, int]:
+        """A busy sequence whose prompt shares more with this one than the `keep` tokens it
+        starts with, by enough to be worth a KV copy, and how far: the new request waits for
+        it to get there instead of computing the same tokens twice. Agent sessions started
+        together share a system prompt and tool list of thousands of tokens."""
+        best: Slot | None = None
+        reach = keep + MIN_TOKENS
+        for slot in self.slots:
+            if slot.job is None or slot.donor is not None:
+                continue
+            if slot.phase == "prompt":
+                shared = common_prefix(slot.job.request.prompt, prompt)
+            elif slot.phase == "generating":
+                shared = common_prefix(slot.cached, prompt)
+            else:
+                continue
+            shared = min(shared, len(prompt) - 1)  # the last token is decoded for its logits
+            if shared >= reach:
+                best, reach = slot, shared
+        return best, reach if best is not None else 0
+
+    def _take_shared(self) -> None:
+        """Waiting sequences whose donor has read their shared prefix (or never will) copy its
+        KV and go on with the rest of their prompt."""
+        for slot in self.slots:
+            donor = slot.donor
+            if slot.phase != "wait" or donor is None or slot.job is None:
+                continue
+            prompt = slot.job.request.prompt
+            have = min(common_prefix(donor.cached, prompt), slot.share_at)
+            on_its_way = (
+                have < slot.share_at
+                and donor.phase == "prompt"
+                and donor.job is not None
+                and common_prefix(donor.job.request.prompt, prompt) >= slot.share_at
+            )
+            if on_its_way:
+                continue
+            slot.donor = None
+            slot.phase = "prompt"
+            if have - slot.prompt_pos < MIN_TOKENS:
+                continue  # its own cached start will do
+            # Copies between streams take whole sequences: copy, then drop the donor's tail.
+            llama_cpp.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
+            llama_cpp.llama_memory_seq_cp(self.mem, donor.seq, slot.seq, -1, -1)
+            slot.cached = list(donor.cached)
+            slot.prompt_pos = slot.job.cached_tokens = self._trim(slot, have)
 
     def _save(self, slot: Slot, keep: int) -> None:
         """Before a sequence drops many cached tokens, copy its state to the RAM cache."""
@@ -411,6 +462,7 @@ class Worker:
                 slot.cached.pop()
 
     def _fill_batch(self) -> tuple[int, list[Slot], list[Slot]]:
+        self._take_shared()
         b = self.batch
         tok, pos, nseq, seqs, logits = b.token, b.pos, b.n_seq_id, b.seq_id, b.logits
         n = 0
@@ -449,6 +501,11 @@ class Worker:
             prompt = job.request.prompt
             start = slot.prompt_pos
             take = min(budget, len(prompt) - start)
+            # A chunk ends where a waiting sequence's shared prefix does: it copies exactly
+            # that (a sliding-window cache keeps only the last positions it read).
+            ends = [w.share_at for w in self.slots if w.donor is slot and w.share_at > start]
+            if ends:
+                take = min(take, min(ends) - start)
             last = len(prompt) - 1
             for i in range(start, start + take):
                 tok[n] = prompt[i]
@@ -630,6 +687,7 @@ class Worker:
             slot.grammar = None
         slot.job = None
         slot.phase = "idle"
+        slot.donor = None
         slot.next_token = -1
         slot.batch_idx = -1
         slot.pending_logprobs = []
