@@ -34,11 +34,12 @@ from bench.build import ensure_llama_server
 from bench.client import percentile, stream_chat
 from bench.compute import med
 from bench.workloads import Tokenizer
+from hearth.models.gguf_header import read_header
 
 TURNS = 8
 ANSWER_TOKENS = 64
 RESULT_TOKENS = 300
-SESSIONS = (1, 3, 6)
+SESSIONS = (1, 3, 6)  # BENCH_AGENT_SESSIONS=1,3 runs some of them
 PARALLEL = 4
 CTX = 16384  # per sequence: the recorded prompt and 7 turns of ~360 tokens (past the starter's
 # trained 8192: the output's quality is no concern here, both servers run the same context)
@@ -50,7 +51,9 @@ def recording() -> Path:
 
 
 def record(model: Path, logs: Path) -> Path:
-    """Run OpenCode once against a Hearth that logs request bodies; keep its first request."""
+    """Run OpenCode against a Hearth that logs request bodies; keep its first agent request
+    (the first with tools: its titler sends none) and stop OpenCode there, since a small
+    model may keep the agent looping for many turns."""
     import hashlib
 
     key = hashlib.sha256(PACKAGES.read_bytes()).hexdigest()[:12]
@@ -59,25 +62,32 @@ def record(model: Path, logs: Path) -> Path:
         raise SystemExit(f"OpenCode is not in {agents}: run scripts/test-deps.sh first")
     server = P.hearth(model, 2, 4, None, logs, "--request-log-bodies")
     server.start()
+    first: dict[str, Any] | None = None
     try:
-        port = str(server.port)
         env = {**os.environ, **server.env, "PATH": f"{agents}{os.pathsep}{os.environ['PATH']}"}
-        subprocess.run(
-            [sys.executable, "-m", "hearth", "launch", "opencode", "--port", port,
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "hearth", "launch", "opencode", "--port", str(server.port),
              "--data-dir", str(logs / "data"), "--", "run", "List the files here."],
-            env=env, cwd=logs, timeout=900, check=True, capture_output=True,
+            env=env, cwd=logs, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )  # fmt: skip
-        rows = httpx.get(f"{server.url}/api/requests", params={"limit": 200}, timeout=10).json()
+        deadline = time.monotonic() + 900
+        while first is None and agent.poll() is None and time.monotonic() < deadline:
+            time.sleep(2)
+            rows = httpx.get(f"{server.url}/api/requests", params={"limit": 200}, timeout=10)
+            for row in reversed(rows.json()["data"]):  # oldest first
+                body = json.loads(row["request_body"] or "null")
+                if row["path"] == "/v1/chat/completions" and body and body.get("tools"):
+                    first = body
+                    break
+        os.killpg(agent.pid, 15)
+        agent.wait(30)
     finally:
         server.stop()
-    bodies = [
-        json.loads(r["request_body"])
-        for r in rows["data"]
-        if r["path"] == "/v1/chat/completions" and r["status"] == 200 and r["request_body"]
-    ]
-    first = max(bodies, key=lambda b: len(json.dumps(b)))  # the agent's turn, not its titler
+    if first is None:
+        raise SystemExit("OpenCode sent no request with tools")
     out = recording()
-    out.write_text(json.dumps({"messages": first["messages"], "tools": first.get("tools", [])}))
+    out.write_text(json.dumps({"messages": first["messages"], "tools": first["tools"]}))
     return out
 
 
@@ -109,8 +119,14 @@ async def session(
     errors = 0
     for turn in range(TURNS):
         res = await stream_chat(client, peer.url, peer.model, messages, ANSWER_TOKENS, extra)
+        if res.error is not None and not res.text and not res.error.startswith("HTTP"):
+            # Dropped before any answer (a closed keep-alive connection): agents retry that,
+            # and a turn left out would make the session look shorter than it is.
+            print(f"{peer.name} session {number} turn {turn + 1}, retried: {res.error}")
+            res = await stream_chat(client, peer.url, peer.model, messages, ANSWER_TOKENS, extra)
         if res.error is not None:
             errors += 1
+            print(f"{peer.name} session {number} turn {turn + 1}: {res.error}", flush=True)
         elif turn > 0 and res.ttft is not None:
             ttfts.append(res.ttft)
         answer = res.text or "(no answer)"
@@ -148,6 +164,8 @@ def run(
 
 def agents(model: Path, threads: int, rounds: int, logs: Path, extra: dict[str, Any]) -> str:
     """The `agents` suite: Hearth against llama-server, rounds alternating, medians."""
+    chosen = os.environ.get("BENCH_AGENT_SESSIONS")
+    counts = tuple(int(n) for n in chosen.split(",")) if chosen else SESSIONS
     tok = Tokenizer(model)
     base = first_turn()
     results = [
@@ -155,9 +173,12 @@ def agents(model: Path, threads: int, rounds: int, logs: Path, extra: dict[str, 
     ]
     prompt_tokens = sum(tok.count(str(m["content"])) for m in base)
     build = ensure_llama_server()
+    # llama-server caps a sequence at the context the model was trained for (8192 for the
+    # starter); the sessions outgrow it, so it is told the model was trained for CTX.
+    trained = f"{read_header(model).architecture}.context_length=int:{CTX}"
     servers = [
         P.hearth(model, threads, PARALLEL, CTX, logs),
-        P.llama_server(build.server, model, threads, PARALLEL, CTX, logs),
+        P.llama_server(build.server, model, threads, PARALLEL, CTX, logs, "--override-kv", trained),
     ]
     figures: dict[tuple[str, int], list[dict[str, float]]] = {}
     try:
@@ -165,7 +186,7 @@ def agents(model: Path, threads: int, rounds: int, logs: Path, extra: dict[str, 
             s.start()
         for rnd in range(rounds):
             order = servers if rnd % 2 == 0 else servers[::-1]
-            for n in SESSIONS:
+            for n in counts:
                 for s in order:
                     nonce = f"{rnd}-{n}-{s.name}"
                     got = run(s, n, base, results, nonce, extra)
@@ -179,12 +200,12 @@ def agents(model: Path, threads: int, rounds: int, logs: Path, extra: dict[str, 
         f"folded in); then {TURNS - 1} turns each adding the {ANSWER_TOKENS}-token answer and a "
         f"{RESULT_TOKENS}-token tool result. {PARALLEL} sequences of {CTX} tokens each, "
         f"llama.cpp commit {build.commit}; llama-server with its defaults (prompt cache on, "
-        "its RAM cache).",
+        f"its RAM cache), told the model's trained context is {CTX} (it caps sequences there).",
         "",
         "| sessions | server | end-to-end s | ratio | TTFT p50, turns 2-8 | ratio | errors |",
         "|---|---|---|---|---|---|---|",
     ]
-    for n in SESSIONS:
+    for n in counts:
         ref = figures[("llama-server", n)]
         ref_wall, ref_ttft = med([f["wall"] for f in ref]), med([f["ttft_p50"] for f in ref])
         for s in servers:

@@ -372,6 +372,8 @@ def main() -> None:
         rounds = f"rounds: {args.rounds}, servers alternating; medians shown."
         about = f"Streamed chat, 128 tokens; {rounds}"
         command = f"python -m bench.run --suite {args.suite} --rounds {args.rounds}"
+        if args.suite == "agents":  # its own workload, described with its table
+            about = rounds.capitalize()
         if args.suite == "load":  # one timed run per server, not rounds
             about = L.about()
             command = f"BENCH_LOAD_SECONDS={L.seconds():.0f} python -m bench.run --suite load"

@@ -1,4 +1,5 @@
-"""Speculative decoding and the RAM prompt cache against the real starter model.
+"""Speculative decoding, the RAM prompt cache and prompt starts shared between sequences,
+against the real starter model.
 
 Speculation must never change the output. llama.cpp computes the same logits for a token
 decoded alone and in a small batch while the KV cache holds fewer than 256 cells (beyond
@@ -7,6 +8,7 @@ these comparisons keep prompt + output under that size; see docs/benchmarks.md."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -152,3 +154,33 @@ def test_requests_started_together_compute_their_shared_prompt_once(
     # last token, which gives the logits of its first answer token).
     assert all(n >= total - 24 for n, total in cached[1:]), cached
     assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
+
+
+def test_a_request_waiting_on_a_cancelled_one_takes_what_it_had_read(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    server = server_factory("--parallel", "2", "--cache-ram", "0")
+    facts = " ".join(f"Fact {i}: the box holds {i * 7} stones." for i in range(150))
+    messages = [{"role": "system", "content": facts}, {"role": "user", "content": "Sum up."}]
+    body = {"model": STARTER_ID, "messages": messages, "max_tokens": 4, "temperature": 0}
+    url = f"{server.url}/v1/chat/completions"
+
+    def first() -> None:  # reads the long prompt, and is gone before it is through
+        with httpx.stream("POST", url, json={**body, "stream": True}, timeout=60) as r:
+            assert r.status_code == 200
+            time.sleep(1.5)
+
+    def second() -> dict[str, Any]:
+        time.sleep(0.3)
+        r = httpx.post(url, json=body, timeout=120)
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(2) as pool:
+        gone, waited = pool.submit(first), pool.submit(second)
+        gone.result()
+        out = waited.result()
+    usage = out["usage"]
+    assert out["choices"][0]["finish_reason"] == "length"
+    # It copied the part the first one had read, and computed the rest itself.
+    assert 64 <= usage["prompt_tokens_details"]["cached_tokens"] < usage["prompt_tokens"] - 64
