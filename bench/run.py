@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import datetime
 import functools
+import os
 import platform
 import statistics
 import tempfile
@@ -374,9 +375,13 @@ def main() -> None:
         command = f"python -m bench.run --suite {args.suite} --rounds {args.rounds}"
         if args.suite == "agents":  # its own workload, described with its table
             about = rounds.capitalize()
+            if chosen := os.environ.get("BENCH_AGENT_SESSIONS"):
+                command = f"BENCH_AGENT_SESSIONS={chosen} {command}"
         if args.suite == "load":  # one timed run per server, not rounds
             about = L.about()
             command = f"BENCH_LOAD_SECONDS={L.seconds():.0f} python -m bench.run --suite load"
+        if args.suite == "overhead":
+            command += f" --baseline {args.baseline}"
         if args.threads != ap.get_default("threads"):
             command += f" --threads {args.threads}"
         section = args.suite

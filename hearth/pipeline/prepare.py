@@ -202,11 +202,19 @@ def infill(engine: Engine, before: str, after: str, *, bos: bool = True) -> list
     return [*head, pre, *before_ids, suf, *after_ids, mid]
 
 
-def _fit_window(request: ConversationRequest, prompt: list[int], ctx_size: int) -> int | None:
-    """max_tokens within the request's own window, if it has one (a window larger than the
-    loaded context is the loaded context)."""
+def _max_tokens(request: ConversationRequest, prompt: list[int], ctx_size: int) -> int | None:
+    """max_tokens for one prompt: within the request's own window, if it has one (a window
+    larger than the loaded context is the loaded context); with `reserve_output`, all of it
+    must fit in the context or the request is refused."""
+    asked = request.max_tokens
+    if request.reserve_output and asked and len(prompt) + asked > ctx_size:
+        raise ContextLengthExceeded(
+            f"the prompt has {len(prompt)} tokens, which leaves less than the {asked} tokens "
+            f"asked for the answer in this model's context of {ctx_size} tokens",
+            param="max_tokens",
+        )
     if request.window is None:
-        return request.max_tokens
+        return asked
     window = min(request.window, ctx_size)
     room = window - len(prompt)
     if room <= 0:
@@ -215,7 +223,7 @@ def _fit_window(request: ConversationRequest, prompt: list[int], ctx_size: int) 
             f"context window of {window} tokens",
             param=request.window_param,
         )
-    return min(request.max_tokens or room, room)
+    return min(asked or room, room)
 
 
 def prepare(
@@ -256,21 +264,12 @@ def prepare(
         texts = [plan.prompt]
         grammar = plan.grammar
         keep_special = special_tokens(engine, plan.markers)
-    if request.reserve_output and request.max_tokens:
-        longest = max(len(p) for p in prompts)
-        if longest + request.max_tokens > info.ctx_size:
-            raise ContextLengthExceeded(
-                f"the prompt has {longest} tokens, which leaves less than the "
-                f"{request.max_tokens} tokens asked for the answer in this model's context "
-                f"of {info.ctx_size} tokens",
-                param="max_tokens",
-            )
     generations = [
         engine.check(
             GenerationRequest(
                 prompt=tokens,
                 sampling=sampling,
-                max_tokens=_fit_window(request, tokens, info.ctx_size),
+                max_tokens=_max_tokens(request, tokens, info.ctx_size),
                 stop=request.stop,
                 n=request.n,
                 logprobs=request.logprobs,

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from openai.types.chat import ChatCompletion
 
 from tests.e2e.conftest import STARTER_ID, RunningServer
 
@@ -123,64 +124,71 @@ def test_requests_started_together_compute_their_shared_prompt_once(
     # Agent sessions started together share a long system prompt: one sequence computes it,
     # the others copy its KV. Prompt and answer stay under 256 cells, where batched and lone
     # decoding compute the same logits, so copied and computed prompts answer alike.
-    server = server_factory("--parallel", "3", "--cache-ram", "0")
+    client = server_factory("--parallel", "3", "--cache-ram", "0").client(timeout=120)
     facts = " ".join(f"Fact {i}: the box holds {i * 7} stones." for i in range(12))
-    same = [{"role": "system", "content": facts}, {"role": "user", "content": "Sum up the facts."}]
+    same: list[Any] = [
+        {"role": "system", "content": facts},
+        {"role": "user", "content": "Sum up the facts."},
+    ]
     other = [same[0], {"role": "user", "content": "Which box holds 21 stones?"}]
 
-    def run(messages: list[dict[str, str]]) -> dict[str, Any]:
-        r = httpx.post(
-            f"{server.url}/v1/chat/completions",
-            json={
-                "model": STARTER_ID,
-                "messages": messages,
-                "max_tokens": 40,
-                "temperature": 0,
-                "ignore_eos": True,  # every sequence stays busy: no free one holds the prompt
-            },
-            timeout=120,
+    def run(messages: list[Any]) -> ChatCompletion:
+        return client.chat.completions.create(
+            model=STARTER_ID,
+            messages=messages,
+            max_tokens=40,
+            temperature=0,
+            # Every sequence stays busy: no free one holds the prompt.
+            extra_body={"ignore_eos": True},
         )
-        assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
 
     with ThreadPoolExecutor(3) as pool:
         a, b, c = pool.map(run, [same, same, other])
-    cached = sorted(
-        (r["usage"]["prompt_tokens_details"]["cached_tokens"], r["usage"]["prompt_tokens"])
-        for r in (a, b, c)
-    )
+    cached = sorted(cached_of(r) for r in (a, b, c))
     assert cached[0][0] < 8  # one of them computed the shared start
     # The others copied it: all but the question (the second identical one: all but its
     # last token, which gives the logits of its first answer token).
     assert all(n >= total - 24 for n, total in cached[1:]), cached
-    assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
+    assert a.choices[0].message.content == b.choices[0].message.content
+
+
+def cached_of(r: ChatCompletion) -> tuple[int, int]:
+    """(cached prompt tokens, prompt tokens) of an answer."""
+    assert r.usage is not None and r.usage.prompt_tokens_details is not None
+    return r.usage.prompt_tokens_details.cached_tokens or 0, r.usage.prompt_tokens
 
 
 def test_a_request_waiting_on_a_cancelled_one_takes_what_it_had_read(
     server_factory: Callable[..., RunningServer],
 ) -> None:
-    server = server_factory("--parallel", "2", "--cache-ram", "0")
-    facts = " ".join(f"Fact {i}: the box holds {i * 7} stones." for i in range(150))
-    messages = [{"role": "system", "content": facts}, {"role": "user", "content": "Sum up."}]
-    body = {"model": STARTER_ID, "messages": messages, "max_tokens": 4, "temperature": 0}
-    url = f"{server.url}/v1/chat/completions"
+    client = server_factory("--parallel", "2", "--cache-ram", "0").client(timeout=120)
+    facts = " ".join(f"Fact {i}: the box holds {i * 7} stones." for i in range(300))
+    messages: list[Any] = [
+        {"role": "system", "content": facts},
+        {"role": "user", "content": "Sum up."},
+    ]
+    args: dict[str, Any] = {
+        "model": STARTER_ID,
+        "messages": messages,
+        "max_tokens": 4,
+        "temperature": 0,
+    }
 
     def first() -> None:  # reads the long prompt, and is gone before it is through
-        with httpx.stream("POST", url, json={**body, "stream": True}, timeout=60) as r:
-            assert r.status_code == 200
-            time.sleep(1.5)
+        stream = client.chat.completions.create(**args, stream=True)
+        # Past the step the second one is admitted after (it is then waiting on this one).
+        time.sleep(4)
+        stream.close()
 
-    def second() -> dict[str, Any]:
+    def second() -> ChatCompletion:
         time.sleep(0.3)
-        r = httpx.post(url, json=body, timeout=120)
-        assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
+        return client.chat.completions.create(**args)
 
     with ThreadPoolExecutor(2) as pool:
         gone, waited = pool.submit(first), pool.submit(second)
         gone.result()
         out = waited.result()
-    usage = out["usage"]
-    assert out["choices"][0]["finish_reason"] == "length"
+    assert out.choices[0].finish_reason == "length"
     # It copied the part the first one had read, and computed the rest itself.
-    assert 64 <= usage["prompt_tokens_details"]["cached_tokens"] < usage["prompt_tokens"] - 64
+    cached, total = cached_of(out)
+    assert 64 <= cached < total - 64

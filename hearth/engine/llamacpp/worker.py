@@ -359,7 +359,7 @@ class Worker:
         best: Slot | None = None
         reach = keep + MIN_TOKENS
         for slot in self.slots:
-            if slot.job is None or slot.donor is not None:
+            if slot.job is None:
                 continue
             if slot.phase == "prompt":
                 shared = common_prefix(slot.job.request.prompt, prompt)
@@ -370,7 +370,7 @@ class Worker:
             shared = min(shared, len(prompt) - 1)  # the last token is decoded for its logits
             if shared >= reach:
                 best, reach = slot, shared
-        return best, reach if best is not None else 0
+        return best, reach
 
     def _take_shared(self) -> None:
         """Waiting sequences whose donor has read their shared prefix (or never will) copy its
