@@ -86,6 +86,7 @@ class Summary:
     ttft_p50: float | None
     ttft_p95: float | None
     itl_p50: float | None
+    itl_p95: float | None = None
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -114,6 +115,7 @@ def summarise(results: list[RequestResult]) -> Summary:
         ttft_p50=percentile(ttfts, 0.5),
         ttft_p95=percentile(ttfts, 0.95),
         itl_p50=statistics.median(itls) if itls else None,
+        itl_p95=percentile(itls, 0.95),
     )
 
 

