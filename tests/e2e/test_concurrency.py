@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -70,6 +71,26 @@ def test_short_request_finishes_before_long_ones(server: RunningServer) -> None:
 
     long_ends, short_done = asyncio.run(main())
     assert short_done < min(long_ends)
+
+
+def test_a_short_prompt_is_not_stuck_behind_a_long_one_being_read(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    # Prompts are read shortest first: a question sent while a long document is still being
+    # read gets its first token long before the document's request does. (A server of its
+    # own: the document stays cached in a sequence, which the shared server's tests count.)
+    server = server_factory("--parallel", "2", "--cache-ram", "0")
+    document = " ".join(f"Fact {i}: the box holds {i * 7} stones." for i in range(300))
+
+    async def main() -> tuple[list[float], list[float]]:
+        long = asyncio.create_task(stream_times(server, 4, f"{document}\nSum up."))
+        await asyncio.sleep(0.5)  # its prompt is being read (about 4,000 tokens)
+        short = await stream_times(server, 4, "Say hi.")
+        return await long, short
+
+    long, short = asyncio.run(main())
+    assert long and short
+    assert short[0] < long[0]
 
 
 def test_disconnected_client_frees_its_sequence(server: RunningServer) -> None:

@@ -30,6 +30,7 @@ class Job:
         "loop",
         "open_choices",
         "queue",
+        "queued_at",
         "request",
     )
 
@@ -54,6 +55,7 @@ class Job:
         self.open_choices = request.n
         self.draft_proposed = 0
         self.draft_accepted = 0
+        self.queued_at = 0.0  # time.monotonic() when the worker took it
 
     def cancel(self) -> None:
         """Stop the job at the worker's next step."""
