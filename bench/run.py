@@ -194,8 +194,11 @@ def suite_peers(model: Path, t: int, logs: Path) -> Suite:
     return Suite(servers, cases, "llama-cpp-python")
 
 
-def suite_engine(model: Path, t: int, logs: Path) -> Suite:
-    """Hearth against llama.cpp's llama-server, same model, threads and slots."""
+def against_llama_server(
+    model: Path, t: int, logs: Path, cases: Callable[[list[str]], list[Case]]
+) -> Suite:
+    """Hearth `--parallel 8` and llama-server `-np 8` (built on first use), 4096 tokens per
+    sequence each; `cases` gets the servers' names."""
     from bench.build import ensure_llama_server
 
     build = ensure_llama_server()
@@ -203,38 +206,42 @@ def suite_engine(model: Path, t: int, logs: Path) -> Suite:
         P.hearth(model, t, 8, 4096, logs),
         P.llama_server(build.server, model, t, 8, 4096, logs),
     ]
-    names = [s.name for s in servers]
-    cases = [
-        Case(Workload("(a) 1 stream, 256 tok", "", streams(1, 256)), names),
-        Case(Workload("(b) 4 streams", "", streams(4, 128)), names),
-        Case(Workload("(b) 8 streams", "", streams(8, 128)), names),
-        Case(
-            Workload("(c) 1500-tok system", "", shared_system_prompt(1500, 4)),
-            names,
-            split={" first": slice(0, 1), " repeat": slice(1, None)},
-        ),
-        Case(Workload("(d) 16 mixed 50-1500", "", mixed_lengths(16, 50, 1500, 64)), names),
-    ]
-    return Suite(servers, cases, "llama-server", commit=build.commit)
+    return Suite(servers, cases([s.name for s in servers]), "llama-server", commit=build.commit)
+
+
+def suite_engine(model: Path, t: int, logs: Path) -> Suite:
+    """Hearth against llama.cpp's llama-server, same model, threads and slots."""
+    return against_llama_server(
+        model,
+        t,
+        logs,
+        lambda names: [
+            Case(Workload("(a) 1 stream, 256 tok", "", streams(1, 256)), names),
+            Case(Workload("(b) 4 streams", "", streams(4, 128)), names),
+            Case(Workload("(b) 8 streams", "", streams(8, 128)), names),
+            Case(
+                Workload("(c) 1500-tok system", "", shared_system_prompt(1500, 4)),
+                names,
+                split={" first": slice(0, 1), " repeat": slice(1, None)},
+            ),
+            Case(Workload("(d) 16 mixed 50-1500", "", mixed_lengths(16, 50, 1500, 64)), names),
+        ],
+    )
 
 
 def suite_speed(model: Path, t: int, logs: Path) -> Suite:
     """Issue 19's proof: one stream, a burst of 8 and mixed prompts against llama-server,
     each server with its own defaults for batching and caching."""
-    from bench.build import ensure_llama_server
-
-    build = ensure_llama_server()
-    servers = [
-        P.hearth(model, t, 8, 4096, logs),
-        P.llama_server(build.server, model, t, 8, 4096, logs),
-    ]
-    names = [s.name for s in servers]
-    cases = [
-        Case(Workload("c=1, 4 x 128 tok", "", one_by_one(4, 128)), names),
-        Case(Workload("c=8 burst, 128 tok", "", streams(8, 128)), names),
-        Case(Workload("(d) 16 mixed 50-1500", "", mixed_lengths(16, 50, 1500, 64)), names),
-    ]
-    return Suite(servers, cases, "llama-server", commit=build.commit)
+    return against_llama_server(
+        model,
+        t,
+        logs,
+        lambda names: [
+            Case(Workload("c=1, 4 x 128 tok", "", one_by_one(4, 128)), names),
+            Case(Workload("c=8 burst, 128 tok", "", streams(8, 128)), names),
+            Case(Workload("(d) 16 mixed 50-1500", "", mixed_lengths(16, 50, 1500, 64)), names),
+        ],
+    )
 
 
 def suite_features(model: Path, t: int, logs: Path) -> Suite:

@@ -54,12 +54,17 @@ def _user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
+def _stories(rnd: int, count: int, max_tokens: int) -> list[tuple[list[dict[str, str]], int]]:
+    """`count` story requests, their subjects changing with the round."""
+    return [
+        (_user(f"Write a long story about a {WORDS[(rnd * 8 + i) % len(WORDS)]}."), max_tokens)
+        for i in range(count)
+    ]
+
+
 def streams(concurrency: int, max_tokens: int) -> Callable[[Tokenizer, int], Runner]:
     def build(tok: Tokenizer, rnd: int) -> Runner:
-        jobs = [
-            (_user(f"Write a long story about a {WORDS[(rnd * 8 + i) % len(WORDS)]}."), max_tokens)
-            for i in range(concurrency)
-        ]
+        jobs = _stories(rnd, concurrency, max_tokens)
         return lambda url, model, extra: gather_streams(url, model, jobs, extra)
 
     return build
@@ -69,10 +74,7 @@ def one_by_one(count: int, max_tokens: int) -> Callable[[Tokenizer, int], Runner
     """Concurrency 1: `count` streams one after another (one alone moves by 10 % here)."""
 
     def build(tok: Tokenizer, rnd: int) -> Runner:
-        jobs = [
-            (_user(f"Write a long story about a {WORDS[(rnd * 8 + i) % len(WORDS)]}."), max_tokens)
-            for i in range(count)
-        ]
+        jobs = _stories(rnd, count, max_tokens)
         return lambda url, model, extra: sequential_streams(url, model, jobs, extra)
 
     return build
